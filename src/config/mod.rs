@@ -1,0 +1,136 @@
+//! The configuration: TOML on disk, typed and validated at load.
+//!
+//! Loading runs in two steps: each top-level table is deserialized into
+//! its `Raw*` struct (unknown keys are errors), then validated into runtime
+//! settings (durations parsed, filters compiled, secrets resolved). Both
+//! steps collect every problem before failing, so an admin sees them all.
+//! `schemas/config.schema.json` is generated from the `Raw*` types.
+
+pub mod directory;
+pub mod duration;
+pub mod identity;
+pub mod problems;
+pub mod secret;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
+pub use identity::IdentitySettings;
+pub use problems::{ConfigError, Problem, Problems};
+pub use store::StoreSettings;
+
+/// A raw section that turns into runtime settings.
+pub trait Validate {
+    type Output;
+    /// Records every problem in `p`; returns `None` when the section is
+    /// unusable. Relative paths are resolved against `base_dir`.
+    fn validate(&self, p: &mut Problems, base_dir: &Path) -> Option<Self::Output>;
+}
+
+/// The whole file, as written.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub directory: directory::RawDirectory,
+    #[serde(default)]
+    pub identity: identity::RawIdentity,
+    #[serde(default)]
+    pub store: store::RawStore,
+}
+
+/// The validated configuration every component is built from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub directory: DirectorySettings,
+    pub identity: IdentitySettings,
+    pub store: StoreSettings,
+    /// Non-fatal findings, printed by `check-config` and logged by `serve`.
+    pub warnings: Vec<Problem>,
+    /// The file as read, for `check-config` (secrets redacted on output).
+    pub raw: RawConfig,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            problems: vec![Problem { path: "(file)".into(), message: format!("cannot read: {e}") }],
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml(&text, &base_dir, path)
+    }
+
+    /// Parses and validates TOML text; relative paths resolve against `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path, file: &Path) -> Result<Config, ConfigError> {
+        let mut p = Problems::default();
+        let fail = |problems| ConfigError { file: file.display().to_string(), problems };
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => return Err(fail(vec![Problem { path: "(syntax)".into(), message: e.to_string() }])),
+        };
+        for key in table.keys() {
+            if !matches!(key.as_str(), "directory" | "identity" | "store") {
+                p.error(key.clone(), "unknown section; known: directory, identity, store");
+            }
+        }
+        let directory = section::<directory::RawDirectory>(&mut p, &table, "directory", None);
+        let identity = section::<identity::RawIdentity>(&mut p, &table, "identity", Some(Default::default()));
+        let store = section::<store::RawStore>(&mut p, &table, "store", Some(Default::default()));
+
+        let (Some(directory), Some(identity), Some(store)) = (directory, identity, store) else {
+            return Err(fail(p.errors));
+        };
+        let raw = RawConfig { directory, identity, store };
+        let directory = raw.directory.validate(&mut p, base_dir);
+        let identity = raw.identity.validate(&mut p, base_dir);
+        let store = raw.store.validate(&mut p, base_dir);
+        match (directory, identity, store) {
+            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => Ok(Config {
+                file: file.to_path_buf(),
+                directory,
+                identity,
+                store,
+                warnings: p.warnings,
+                raw,
+            }),
+            _ => Err(fail(p.errors)),
+        }
+    }
+
+    /// The effective config as TOML, secrets redacted.
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string_pretty(&self.raw).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// Deserializes one top-level table, recording its error under its name.
+/// A missing optional section takes its defaults.
+fn section<T: DeserializeOwned>(p: &mut Problems, table: &toml::Table, name: &str, default: Option<T>) -> Option<T> {
+    match table.get(name) {
+        None if default.is_none() => {
+            p.error(name, format!("missing [{name}] section"));
+            None
+        }
+        None => default,
+        Some(value) => match value.clone().try_into::<T>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                p.error(name, e.message().trim().to_owned());
+                None
+            }
+        },
+    }
+}
+
+/// The JSON Schema of the config file, as committed in `schemas/`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(RawConfig);
+    serde_json::to_string_pretty(&schema).expect("a schema always serializes") + "\n"
+}

@@ -1,0 +1,1 @@
+//! OpenLDAP backend (being written).

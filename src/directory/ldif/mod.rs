@@ -1,0 +1,1 @@
+//! LDIF file backend (being written).

@@ -1,0 +1,113 @@
+//! The directory: who exists, what they belong to, and whether a password
+//! is right.
+//!
+//! One trait, several backends (`ldap` for OpenLDAP, `ldif` for the
+//! embedded default). A wrong password is a value
+//! ([`BindOutcome::Rejected`]); `Err` always means the directory itself is
+//! unhealthy, which every front end turns into a *temporary* failure. The
+//! two must never be confused.
+
+pub mod escape;
+pub mod template;
+pub mod ldap;
+pub mod ldif;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::identity::{Address, Identity};
+
+/// A directory that cannot answer. Never a verdict on a password.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("no directory server reachable ({0})")]
+    Unreachable(String),
+    #[error("directory operation timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("service account bind refused by the directory ({0}): check `directory.ldap.bind_dn` and its password")]
+    ServiceBind(String),
+    #[error("directory answered with an unexpected result: {0}")]
+    Protocol(String),
+    #[error("directory data is inconsistent: {0}")]
+    Data(String),
+    #[error("directory source could not be read: {0}")]
+    Source(String),
+}
+
+pub type Result<T, E = DirectoryError> = std::result::Result<T, E>;
+
+/// Why the directory turned a password down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Wrong password, or a user the bind does not know.
+    InvalidCredentials,
+    /// Refused before asking the directory: an empty password would be an
+    /// unauthenticated bind that "succeeds" (RFC 4513 §5.1.2).
+    EmptyPassword,
+    AccountLocked,
+    AccountDisabled,
+    PasswordExpired,
+    MustChangePassword,
+}
+
+/// The result of checking a password against the directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindOutcome {
+    Accepted {
+        /// Seconds until expiry, when the directory said so on the bind
+        /// (ppolicy `timeBeforeExpiration`).
+        expires_in: Option<u64>,
+        /// Grace logins left after this one, when the password has expired.
+        grace_logins_left: Option<u32>,
+    },
+    Rejected(RejectReason),
+}
+
+impl BindOutcome {
+    pub const ACCEPTED: BindOutcome = BindOutcome::Accepted { expires_in: None, grace_logins_left: None };
+}
+
+/// A group with a mail address that delivers to its members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DistributionList {
+    pub dn: String,
+    pub name: String,
+    pub address: Address,
+}
+
+/// Who an address belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AddressOwner {
+    User { identity: Arc<Identity> },
+    List { list: DistributionList },
+}
+
+/// What every directory backend provides.
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    /// Finds a user by what they type as a login (login attribute or mail,
+    /// per the configured template). `Ok(None)`: nobody by that name.
+    async fn lookup(&self, login: &str) -> Result<Option<Identity>>;
+
+    /// Finds the owner of an address: a user (primary or alias) or a list.
+    async fn lookup_address(&self, address: &Address) -> Result<Option<AddressOwner>>;
+
+    /// Checks a password by binding as the user. Must return
+    /// `Rejected(EmptyPassword)` for an empty password without contacting
+    /// the server.
+    async fn authenticate(&self, identity: &Identity, password: &SecretString) -> Result<BindOutcome>;
+
+    /// All groups that have a mail address.
+    async fn distribution_lists(&self) -> Result<Vec<DistributionList>>;
+
+    /// A cheap round trip, for readiness checks.
+    async fn check_health(&self) -> Result<()>;
+
+    /// `ldap` or `ldif`, for logs.
+    fn kind(&self) -> &'static str;
+}

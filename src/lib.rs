@@ -1,0 +1,13 @@
+//! mailwarrant: the corporate directory as the authority for who may send
+//! mail, and how much.
+//!
+//! The library holds every rule; `main.rs` is a thin CLI over it. Read
+//! `ARCHITECTURE.md` for the codemap and the invariants.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod directory;
+pub mod identity;
+pub mod serve;
+pub mod store;
+pub mod telemetry;
