@@ -11,3 +11,4 @@ pub mod identity;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+pub mod testkit;

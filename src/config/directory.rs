@@ -262,7 +262,10 @@ impl Validate for RawLdap {
             }
         }
         if !self.tls_verify {
-            p.warn(format!("{AT}.tls_verify"), "certificate verification is off: anyone on the path can read passwords");
+            p.warn(
+                format!("{AT}.tls_verify"),
+                "certificate verification is off: anyone on the path can read passwords",
+            );
         }
         if self.bind_dn.trim().is_empty() {
             p.error(format!("{AT}.bind_dn"), "set the service account DN used for searches");

@@ -73,6 +73,11 @@ impl Validate for RawIdentity {
         if self.capacity == 0 {
             p.error("identity.capacity", "must be at least 1");
         }
-        Some(IdentitySettings { cache_ttl: ttl?, negative_ttl: negative?, refresh_after: refresh?, capacity: self.capacity })
+        Some(IdentitySettings {
+            cache_ttl: ttl?,
+            negative_ttl: negative?,
+            refresh_after: refresh?,
+            capacity: self.capacity,
+        })
     }
 }

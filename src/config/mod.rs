@@ -92,14 +92,9 @@ impl Config {
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
         match (directory, identity, store) {
-            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => Ok(Config {
-                file: file.to_path_buf(),
-                directory,
-                identity,
-                store,
-                warnings: p.warnings,
-                raw,
-            }),
+            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => {
+                Ok(Config { file: file.to_path_buf(), directory, identity, store, warnings: p.warnings, raw })
+            }
             _ => Err(fail(p.errors)),
         }
     }

@@ -39,10 +39,7 @@ pub fn resolve(
 ) -> Option<SecretString> {
     let given = [inline.is_some(), file.is_some(), env.is_some()].iter().filter(|x| **x).count();
     if given != 1 {
-        problems.error(
-            path,
-            format!("set exactly one of `{path}`, `{path}_file` or `{path}_env` (found {given})"),
-        );
+        problems.error(path, format!("set exactly one of `{path}`, `{path}_file` or `{path}_env` (found {given})"));
         return None;
     }
     let value = if let Some(Redacted(v)) = inline {

@@ -8,9 +8,9 @@
 //! two must never be confused.
 
 pub mod escape;
-pub mod template;
 pub mod ldap;
 pub mod ldif;
+pub mod template;
 
 use std::sync::Arc;
 

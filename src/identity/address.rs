@@ -82,10 +82,9 @@ impl Address {
     /// The address without a `+tag` (or other configured delimiter) suffix.
     pub fn without_subaddress(&self, delimiters: &str) -> Address {
         match self.local_part().find(|c| delimiters.contains(c)) {
-            Some(cut) if cut > 0 => Address {
-                full: format!("{}@{}", &self.local_part()[..cut], self.domain()),
-                at: cut,
-            },
+            Some(cut) if cut > 0 => {
+                Address { full: format!("{}@{}", &self.local_part()[..cut], self.domain()), at: cut }
+            }
             _ => self.clone(),
         }
     }
@@ -134,7 +133,9 @@ mod tests {
     fn mailbox_comparison_folds_ascii_only() {
         let a = Address::parse("alice@example.com").unwrap();
         assert!(a.same_mailbox(&Address::parse("ALICE@EXAMPLE.COM").unwrap()));
-        assert!(!Address::parse("mike@example.com").unwrap().same_mailbox(&Address::parse("mıke@example.com").unwrap()));
+        assert!(!Address::parse("mike@example.com")
+            .unwrap()
+            .same_mailbox(&Address::parse("mıke@example.com").unwrap()));
     }
 
     #[test]

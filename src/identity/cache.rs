@@ -128,7 +128,8 @@ impl Inner {
     }
 }
 
-static SHARD_HASHER: std::sync::LazyLock<std::hash::RandomState> = std::sync::LazyLock::new(std::hash::RandomState::new);
+static SHARD_HASHER: std::sync::LazyLock<std::hash::RandomState> =
+    std::sync::LazyLock::new(std::hash::RandomState::new);
 
 /// Drops the eighth of a full shard that was fetched longest ago.
 fn evict_oldest(shard: &mut HashMap<LookupKey, Entry>) {
