@@ -8,6 +8,7 @@
 //! two must never be confused.
 
 pub mod escape;
+pub mod generalized_time;
 pub mod ldap;
 pub mod ldif;
 pub mod template;
