@@ -4,3 +4,4 @@
 mod cli;
 mod config;
 mod ldif;
+mod postfix;
