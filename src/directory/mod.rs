@@ -20,7 +20,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::config::DirectorySettings;
-use crate::identity::{Address, Identity};
+use crate::identity::{AccountState, Address, Identity, Login};
 
 /// A directory that cannot answer. Never a verdict on a password.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,17 @@ pub struct DistributionList {
     pub address: Address,
 }
 
+/// A user as the reminder scan needs them: no groups, so a scan of
+/// 100,000 users costs one paged search, not one group search each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UserSummary {
+    pub login: Login,
+    pub dn: String,
+    pub display_name: String,
+    pub primary_address: Option<Address>,
+    pub account: AccountState,
+}
+
 /// Who an address belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -113,6 +124,9 @@ pub trait Directory: Send + Sync + 'static {
     /// `Rejected(EmptyPassword)` for an empty password without contacting
     /// the server.
     async fn authenticate(&self, identity: &Identity, password: &SecretString) -> Result<BindOutcome>;
+
+    /// Every user, with account and password state (paged on LDAP).
+    async fn list_users(&self) -> Result<Vec<UserSummary>>;
 
     /// All groups that have a mail address.
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>>;

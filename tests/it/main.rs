@@ -5,3 +5,4 @@ mod cli;
 mod config;
 mod ldif;
 mod postfix;
+mod reminders;

@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
-use super::{AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result};
+use super::{
+    AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result, UserSummary,
+};
 use crate::config::LdifSettings;
 use crate::directory::generalized_time;
 use crate::identity::{AccountState, AccountStatus, Address, GroupRef, Identity, Login};
@@ -136,6 +138,23 @@ impl Directory for LdifDirectory {
             AccountStatus::PasswordExpired => BindOutcome::Rejected(RejectReason::PasswordExpired),
             AccountStatus::Active | AccountStatus::MustChangePassword => BindOutcome::ACCEPTED,
         })
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserSummary>> {
+        Ok(self
+            .users
+            .iter()
+            .map(|u| {
+                let i = &u.identity;
+                UserSummary {
+                    login: i.login.clone(),
+                    dn: i.dn.clone(),
+                    display_name: i.display_name.clone(),
+                    primary_address: i.primary_address.clone(),
+                    account: i.account.clone(),
+                }
+            })
+            .collect())
     }
 
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>> {
