@@ -153,6 +153,8 @@ fn default_operation_timeout() -> String {
 }
 
 /// The directory to use, validated.
+// Built once at start-up: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum DirectorySettings {
     Ldif(LdifSettings),
