@@ -104,8 +104,15 @@ pub enum AddressOwner {
 pub async fn open(settings: &DirectorySettings) -> Result<Arc<dyn Directory>> {
     match settings {
         DirectorySettings::Ldif(s) => Ok(Arc::new(ldif::LdifDirectory::open(s)?)),
-        DirectorySettings::Ldap(_) => {
-            Err(DirectoryError::Unreachable("the LDAP backend is not built into this revision".into()))
+        DirectorySettings::Ldap(s) => {
+            let directory = ldap::LdapDirectory::new(s)?;
+            // Start even when the directory is down: listeners must exist
+            // (Postfix's smtpd exits without its auth socket), and every
+            // answer is a temporary failure until the directory is back.
+            if let Err(e) = directory.check_health().await {
+                tracing::error!(error = %e, "the directory does not answer yet; serving temporary failures until it does");
+            }
+            Ok(Arc::new(directory))
         }
     }
 }

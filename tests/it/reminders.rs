@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mailwarrant::testkit::slapd::{self, Slapd};
 use mailwarrant::testkit::smtp_server::SmtpServer;
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -33,15 +34,20 @@ fn generalized(t: OffsetDateTime) -> String {
 }
 
 impl Site {
+    /// A site whose directory is the LDIF file `write_directory` writes.
     fn new() -> Site {
-        let site = Site { dir: tempfile::tempdir().unwrap(), smtp: SmtpServer::start().unwrap() };
+        let site = Site::with_directory("[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = \"people.ldif\"\n");
         site.write_directory(&[]);
+        site
+    }
+
+    fn with_directory(directory: &str) -> Site {
+        let site = Site { dir: tempfile::tempdir().unwrap(), smtp: SmtpServer::start().unwrap() };
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
         std::fs::write(
             site.config(),
             format!(
-                "[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = \"people.ldif\"\n\
-                 [store]\npath = \"state.sqlite\"\n\
+                "{directory}\n[store]\npath = \"state.sqlite\"\n\
                  [mailer]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nfrom = \"IT Desk <it@example.com>\"\n\
                  reply_to = \"helpdesk@example.com\"\ntemplates = {templates:?}\n\
                  [reminders]\nmax_age = \"90d\"\ntime_zone = \"Europe/Berlin\"\nmax_per_second = 1000\n\
@@ -195,4 +201,59 @@ fn an_unreachable_smtp_server_sends_nothing_and_retries_next_time() {
     // The claims were released: the working server now gets every mail.
     let sent = site.remind(NOW, &[]);
     assert!(statuses(&sent).iter().all(|(_, _, s)| s == "sent"), "{sent}");
+}
+
+/// Sets ppolicy's pwdChangedTime, which only the rootdn may write, and only
+/// with the relax control.
+fn set_changed_time(server: &Slapd, login: &str, at: OffsetDateTime) {
+    let (admin, password) = server.admin();
+    let ldif = format!(
+        "dn: uid={login},ou=people,{}\nchangetype: modify\nreplace: pwdChangedTime\npwdChangedTime: {}\n",
+        slapd::BASE_DN,
+        generalized(at)
+    );
+    let mut child = Command::new("ldapmodify")
+        .args(["-x", "-e", "relax", "-H", &server.url(), "-D", admin, "-w", password])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "ldapmodify {login}");
+}
+
+#[test]
+fn reminders_follow_openldap_ppolicy_ages() {
+    let server = Slapd::start().unwrap();
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    // The default policy's pwdMaxAge is 90 days.
+    set_changed_time(&server, "alice", now - time::Duration::days(80));
+    set_changed_time(&server, "bob", now - time::Duration::days(85));
+    set_changed_time(&server, "carol", now - time::Duration::hours(89 * 24 + 12));
+    // frank (locked) and grace (disabled) are due too, but must get nothing.
+    set_changed_time(&server, "frank", now - time::Duration::days(85));
+    set_changed_time(&server, "grace", now - time::Duration::days(85));
+    let site = Site::with_directory(&server.config_toml());
+
+    let dry = site.remind(now, &["--dry-run"]);
+    assert_eq!(
+        statuses(&dry),
+        owned(&[
+            ("erin", "expired", "would_send"),
+            ("carol", "1d", "would_send"),
+            ("bob", "7d", "would_send"),
+            ("alice", "14d", "would_send"),
+        ])
+    );
+    assert!(site.smtp.messages().is_empty());
+    site.remind(now, &[]);
+    assert_eq!(site.smtp.messages().len(), 4);
+    site.remind(now, &[]);
+    assert_eq!(site.smtp.messages().len(), 4, "a second run sends nothing");
+
+    // bob changes his password: a new cycle starts, nothing due for him.
+    set_changed_time(&server, "bob", now);
+    let after = site.remind(now, &["--dry-run"]);
+    assert!(!statuses(&after).iter().any(|(login, _, _)| login == "bob"), "{after}");
 }

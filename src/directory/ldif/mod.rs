@@ -183,7 +183,7 @@ fn user_from_entry(e: &Entry, groups: &[&Entry], max_age: Option<Duration>) -> R
         e.all("mailwarrantSendAs").iter().map(|v| parse_address("mailwarrantSendAs", v)).collect::<Result<_>>()?;
     let changed_at = e
         .first("pwdChangedTime")
-        .map(|t| generalized_time::parse(t).map_err(|err| bad(&e.dn, "pwdChangedTime", err)))
+        .map(|t| generalized_time::parse(t).ok_or_else(|| bad(&e.dn, "pwdChangedTime", "not a GeneralizedTime")))
         .transpose()?;
     let locked = e.first("pwdAccountLockedTime").is_some();
     let disabled = e.first("mailwarrantAccountDisabled").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
