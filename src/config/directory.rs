@@ -40,6 +40,11 @@ pub struct RawLdif {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLdap {
+    /// `openldap` (the default) or `active_directory`: picks the defaults of
+    /// the filters and attributes below, how groups, account state and
+    /// bind refusals are read, and how passwords are changed.
+    #[serde(default)]
+    pub flavour: Flavour,
     /// Server URLs tried in order (`ldap://` or `ldaps://`); the first that
     /// answers is used, and the service fails back to earlier ones.
     pub urls: Vec<String>,
@@ -61,27 +66,30 @@ pub struct RawLdap {
     pub bind_password_env: Option<String>,
     pub base_dn: String,
     /// Filter to find a user by login; `{login}` is replaced, escaped.
-    #[serde(default = "default_user_filter")]
-    pub user_filter: String,
+    pub user_filter: Option<String>,
     /// Filter that matches every user, for the reminder scan.
-    #[serde(default = "default_users_filter")]
-    pub users_filter: String,
+    pub users_filter: Option<String>,
     /// Filter to find a user or list by address; `{address}` is replaced.
-    #[serde(default = "default_address_filter")]
-    pub address_filter: String,
-    #[serde(default = "default_login_attribute")]
-    pub login_attribute: String,
-    #[serde(default = "default_mail_attribute")]
-    pub mail_attribute: String,
-    #[serde(default = "default_alias_attributes")]
-    pub alias_attributes: Vec<String>,
-    #[serde(default = "default_display_name_attribute")]
-    pub display_name_attribute: String,
+    pub address_filter: Option<String>,
+    pub login_attribute: Option<String>,
+    pub mail_attribute: Option<String>,
+    /// Attributes with more addresses of the user. On Active Directory,
+    /// `proxyAddresses` values are read as `SMTP:primary` / `smtp:alias`,
+    /// other address types skipped.
+    pub alias_attributes: Option<Vec<String>>,
+    pub display_name_attribute: Option<String>,
     /// Attribute on the user entry listing addresses the user may send as.
     pub send_as_attribute: Option<String>,
+    /// Active Directory: groups (by `cn`) whose members, direct or
+    /// nested, may send as the group's `mail`.
+    #[serde(default)]
+    pub send_as_groups: Vec<String>,
     /// Where groups live; defaults to `base_dn`.
     pub group_base_dn: Option<String>,
-    /// `auto` (memberOf when present, else a member search), `member_of` or `search`.
+    /// OpenLDAP: `auto` (memberOf when present, else a member search),
+    /// `member_of` or `search`. Active Directory: `auto` (= `in_chain`, the
+    /// LDAP_MATCHING_RULE_IN_CHAIN filter) or `token_groups` (security
+    /// groups only).
     #[serde(default)]
     pub group_membership: GroupMembership,
     #[serde(default = "default_max_group_depth")]
@@ -116,31 +124,62 @@ pub enum GroupMembership {
     Auto,
     MemberOf,
     Search,
+    InChain,
+    TokenGroups,
+}
+
+/// Which kind of LDAP directory: decides defaults and how AD-specific
+/// attributes, bind refusals and password writes are handled.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavour {
+    #[default]
+    Openldap,
+    ActiveDirectory,
+}
+
+/// The filters and attribute names a flavour uses unless configured.
+#[derive(Clone, Copy, Debug)]
+pub struct FlavourDefaults {
+    pub user_filter: &'static str,
+    pub users_filter: &'static str,
+    pub address_filter: &'static str,
+    pub login_attribute: &'static str,
+    pub mail_attribute: &'static str,
+    pub alias_attributes: &'static [&'static str],
+    pub display_name_attribute: &'static str,
+}
+
+impl Flavour {
+    pub fn defaults(self) -> FlavourDefaults {
+        match self {
+            Flavour::Openldap => FlavourDefaults {
+                user_filter: "(&(objectClass=inetOrgPerson)(|(uid={login})(mail={login})))",
+                users_filter: "(objectClass=inetOrgPerson)",
+                address_filter: "(|(mail={address})(mailAlternateAddress={address}))",
+                login_attribute: "uid",
+                mail_attribute: "mail",
+                alias_attributes: &["mailAlternateAddress"],
+                display_name_attribute: "cn",
+            },
+            // Login by sAMAccountName, userPrincipalName or mail; proxyAddresses
+            // match case-insensitively, so `smtp:` finds `SMTP:` too.
+            Flavour::ActiveDirectory => FlavourDefaults {
+                user_filter: "(&(objectCategory=person)(objectClass=user)\
+                              (|(sAMAccountName={login})(userPrincipalName={login})(mail={login})))",
+                users_filter: "(&(objectCategory=person)(objectClass=user))",
+                address_filter: "(|(mail={address})(proxyAddresses=smtp:{address}))",
+                login_attribute: "sAMAccountName",
+                mail_attribute: "mail",
+                alias_attributes: &["proxyAddresses"],
+                display_name_attribute: "displayName",
+            },
+        }
+    }
 }
 
 fn yes() -> bool {
     true
-}
-fn default_user_filter() -> String {
-    "(&(objectClass=inetOrgPerson)(|(uid={login})(mail={login})))".into()
-}
-fn default_users_filter() -> String {
-    "(objectClass=inetOrgPerson)".into()
-}
-fn default_address_filter() -> String {
-    "(|(mail={address})(mailAlternateAddress={address}))".into()
-}
-fn default_login_attribute() -> String {
-    "uid".into()
-}
-fn default_mail_attribute() -> String {
-    "mail".into()
-}
-fn default_alias_attributes() -> Vec<String> {
-    vec!["mailAlternateAddress".into()]
-}
-fn default_display_name_attribute() -> String {
-    "cn".into()
 }
 fn default_max_group_depth() -> u32 {
     8
@@ -175,6 +214,7 @@ pub struct LdifSettings {
 
 #[derive(Debug, Clone)]
 pub struct LdapSettings {
+    pub flavour: Flavour,
     pub urls: Vec<String>,
     pub tls: TlsMode,
     pub ca_file: Option<PathBuf>,
@@ -190,6 +230,7 @@ pub struct LdapSettings {
     pub alias_attributes: Vec<String>,
     pub display_name_attribute: String,
     pub send_as_attribute: Option<String>,
+    pub send_as_groups: Vec<String>,
     pub group_base_dn: String,
     pub group_membership: GroupMembership,
     pub max_group_depth: u32,
@@ -290,10 +331,15 @@ impl Validate for RawLdap {
             self.bind_password_env.as_deref(),
             base_dir,
         );
-        let user_filter = p.check(&format!("{AT}.user_filter"), FilterTemplate::compile(&self.user_filter, "login"));
+        let d = self.flavour.defaults();
+        let user_filter_text = self.user_filter.as_deref().unwrap_or(d.user_filter);
+        let address_filter_text = self.address_filter.as_deref().unwrap_or(d.address_filter);
+        let users_filter = self.users_filter.as_deref().unwrap_or(d.users_filter);
+        let user_filter = p.check(&format!("{AT}.user_filter"), FilterTemplate::compile(user_filter_text, "login"));
         let address_filter =
-            p.check(&format!("{AT}.address_filter"), FilterTemplate::compile(&self.address_filter, "address"));
-        let filter = self.users_filter.trim();
+            p.check(&format!("{AT}.address_filter"), FilterTemplate::compile(address_filter_text, "address"));
+        self.check_flavour(p);
+        let filter = users_filter.trim();
         if !(filter.starts_with('(') && filter.ends_with(')')) {
             p.error(format!("{AT}.users_filter"), "a filter must start with '(' and end with ')'");
         }
@@ -308,7 +354,9 @@ impl Validate for RawLdap {
         if self.max_group_depth == 0 || self.max_group_depth > 64 {
             p.error(format!("{AT}.max_group_depth"), "must be between 1 and 64");
         }
+        let text = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_owned());
         Some(LdapSettings {
+            flavour: self.flavour,
             urls: self.urls.clone(),
             tls,
             ca_file: self.ca_file.as_ref().map(|c| base_dir.join(c)),
@@ -318,12 +366,16 @@ impl Validate for RawLdap {
             base_dn: self.base_dn.clone(),
             user_filter: user_filter?,
             address_filter: address_filter?,
-            users_filter: self.users_filter.clone(),
-            login_attribute: self.login_attribute.clone(),
-            mail_attribute: self.mail_attribute.clone(),
-            alias_attributes: self.alias_attributes.clone(),
-            display_name_attribute: self.display_name_attribute.clone(),
+            users_filter: users_filter.to_owned(),
+            login_attribute: text(&self.login_attribute, d.login_attribute),
+            mail_attribute: text(&self.mail_attribute, d.mail_attribute),
+            alias_attributes: self
+                .alias_attributes
+                .clone()
+                .unwrap_or_else(|| d.alias_attributes.iter().map(|a| (*a).to_owned()).collect()),
+            display_name_attribute: text(&self.display_name_attribute, d.display_name_attribute),
             send_as_attribute: self.send_as_attribute.clone(),
+            send_as_groups: self.send_as_groups.clone(),
             group_base_dn: self.group_base_dn.clone().unwrap_or_else(|| self.base_dn.clone()),
             group_membership: self.group_membership,
             max_group_depth: self.max_group_depth,
@@ -333,6 +385,50 @@ impl Validate for RawLdap {
             operation_timeout: operation_timeout?,
             default_password_policy_dn: self.default_password_policy_dn.clone(),
         })
+    }
+}
+
+impl RawLdap {
+    /// Keys that only one flavour reads.
+    fn check_flavour(&self, p: &mut Problems) {
+        const AT: &str = "directory.ldap";
+        match self.flavour {
+            Flavour::Openldap => {
+                if !self.send_as_groups.is_empty() {
+                    p.error(
+                        format!("{AT}.send_as_groups"),
+                        "only read with flavour = \"active_directory\"; on OpenLDAP use send_as_attribute",
+                    );
+                }
+                if matches!(self.group_membership, GroupMembership::InChain | GroupMembership::TokenGroups) {
+                    p.error(
+                        format!("{AT}.group_membership"),
+                        "in_chain and token_groups are Active Directory features: use auto, member_of or search",
+                    );
+                }
+            }
+            Flavour::ActiveDirectory => {
+                if matches!(self.group_membership, GroupMembership::MemberOf | GroupMembership::Search) {
+                    p.error(
+                        format!("{AT}.group_membership"),
+                        "on Active Directory use auto (the in-chain filter) or token_groups",
+                    );
+                }
+                if self.tls == TlsMode::None && !self.urls.iter().all(|u| u.starts_with("ldaps://")) {
+                    p.error(
+                        format!("{AT}.tls"),
+                        "Active Directory changes passwords only over TLS (and often refuses cleartext binds): \
+                         set tls = \"starttls\" or use ldaps:// URLs",
+                    );
+                }
+                if self.default_password_policy_dn.is_some() {
+                    p.warn(
+                        format!("{AT}.default_password_policy_dn"),
+                        "ignored on Active Directory: the DC computes expiry (msDS-UserPasswordExpiryTimeComputed)",
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -281,7 +281,8 @@ impl Reader {
         let via_member_of = match self.settings.group_membership {
             GroupMembership::Search => false,
             GroupMembership::MemberOf => true,
-            GroupMembership::Auto => member_of.is_some(),
+            // in_chain and token_groups are AD-only (refused by validation here).
+            GroupMembership::Auto | GroupMembership::InChain | GroupMembership::TokenGroups => member_of.is_some(),
         };
         let direct = match member_of {
             Some(dns) if via_member_of => dns,

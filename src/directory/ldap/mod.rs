@@ -4,7 +4,11 @@
 //! Only this module imports `ldap3`. Files by role: `pool` (connections,
 //! deadlines, failover), `lookup` (entries → identities, groups,
 //! policies), `ppolicy` (account state and the bind response control),
-//! `tls` (LDAPS/StartTLS).
+//! `tls` (LDAPS/StartTLS). The Active Directory flavour
+//! (`flavour = "active_directory"`) reads through `ad` (users, proxy
+//! addresses, in-chain groups), `ad_account` (userAccountControl and
+//! friends, bind sub-codes), `filetime`, and changes passwords through
+//! `ad_password`.
 //!
 //! Architecture invariants kept here:
 //! - a wrong password is `Ok(Rejected(..))`; `Err` only when the directory
@@ -14,6 +18,10 @@
 //! - every client value is escaped before it enters a filter;
 //! - passwords are never logged, and only exposed to the bind call.
 
+mod ad;
+pub mod ad_account;
+pub mod ad_password;
+pub mod filetime;
 mod lookup;
 mod pool;
 pub mod ppolicy;
@@ -33,6 +41,7 @@ use self::ppolicy::{PpolicyError, PpolicyResponse};
 use super::{
     AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result, UserSummary,
 };
+use crate::config::directory::Flavour;
 use crate::config::LdapSettings;
 use crate::identity::{Address, Identity};
 
@@ -49,6 +58,10 @@ pub struct LdapDirectory {
     group_base_dn: String,
     address_filter: crate::directory::template::FilterTemplate,
     user_filter: crate::directory::template::FilterTemplate,
+    /// Set for `flavour = "active_directory"`: reads go through it.
+    ad: Option<ad::AdReader>,
+    /// For the AD password change (service account, transport).
+    settings: Arc<LdapSettings>,
 }
 
 impl LdapDirectory {
@@ -73,7 +86,9 @@ impl LdapDirectory {
             settings.bind_password.clone(),
             settings.pool_size,
         );
-        let binds = BindPool::new(connector, settings.bind_pool_size);
+        let binds = BindPool::new(connector.clone(), settings.bind_pool_size);
+        let ad =
+            (settings.flavour == Flavour::ActiveDirectory).then(|| ad::AdReader::new(pool.clone(), settings.clone()));
         Ok(Self {
             reader: Reader::new(pool, settings.clone()),
             binds,
@@ -81,6 +96,8 @@ impl LdapDirectory {
             group_base_dn: settings.group_base_dn.clone(),
             address_filter: settings.address_filter.clone(),
             user_filter: settings.user_filter.clone(),
+            ad,
+            settings: Arc::new(settings.clone()),
         })
     }
 
@@ -103,6 +120,47 @@ impl LdapDirectory {
             vec![self.base_dn.as_str()]
         } else {
             vec![self.base_dn.as_str(), self.group_base_dn.as_str()]
+        }
+    }
+}
+
+impl LdapDirectory {
+    /// The identity an entry describes, read as the flavour says.
+    async fn identity(&self, entry: &Entry) -> Result<Identity> {
+        match &self.ad {
+            Some(ad) => ad.identity(entry, OffsetDateTime::now_utc()).await,
+            None => self.reader.identity(entry, OffsetDateTime::now_utc()).await,
+        }
+    }
+
+    /// Changes a password on Active Directory (`ad_password`): as the user,
+    /// or for expired and must-change users through the service account
+    /// when `expired_via_service_account`. Refusals are values; `Err` when
+    /// the directory cannot answer, or for `flavour = "openldap"`.
+    pub async fn change_password_active_directory(
+        &self,
+        identity: &Identity,
+        current: &SecretString,
+        new: &SecretString,
+        expired_via_service_account: bool,
+    ) -> Result<ad_password::AdChangeOutcome> {
+        if self.ad.is_none() {
+            return Err(DirectoryError::Protocol("not an Active Directory backend".into()));
+        }
+        ad_password::change_password(self, identity, current, new, expired_via_service_account).await
+    }
+
+    fn is_group(&self, entry: &Entry) -> bool {
+        match &self.ad {
+            Some(_) => ad::AdReader::is_group(entry),
+            None => entry.is_group(),
+        }
+    }
+
+    fn list(&self, entry: &Entry) -> Option<DistributionList> {
+        match &self.ad {
+            Some(ad) => ad.list(entry),
+            None => self.reader.list(entry),
         }
     }
 }
@@ -155,10 +213,13 @@ impl Directory for LdapDirectory {
             return Ok(None);
         }
         let filter = self.user_filter.render(login);
-        let entries = self.reader.find(&self.base_dn, &filter).await?;
+        let entries = match &self.ad {
+            Some(ad) => ad.find(&self.base_dn, &filter).await?,
+            None => self.reader.find(&self.base_dn, &filter).await?,
+        };
         match entries.as_slice() {
             [] => Ok(None),
-            [entry] => self.reader.identity(entry, OffsetDateTime::now_utc()).await.map(Some),
+            [entry] => self.identity(entry).await.map(Some),
             _ => Err(DirectoryError::Data(format!(
                 "the login {login:?} matches several entries under {}: make `directory.ldap.user_filter` unique",
                 self.base_dn
@@ -170,7 +231,11 @@ impl Directory for LdapDirectory {
         let filter = self.address_filter.render(address.as_str());
         let mut found: Vec<Entry> = Vec::new();
         for base in self.address_bases() {
-            for entry in self.reader.find(base, &filter).await? {
+            let entries = match &self.ad {
+                Some(ad) => ad.find(base, &filter).await?,
+                None => self.reader.find(base, &filter).await?,
+            };
+            for entry in entries {
                 if !found.iter().any(|e| e.dn().eq_ignore_ascii_case(entry.dn())) {
                     found.push(entry);
                 }
@@ -178,9 +243,9 @@ impl Directory for LdapDirectory {
         }
         match found.as_slice() {
             [] => Ok(None),
-            [entry] if entry.is_group() => Ok(self.reader.list(entry).map(|list| AddressOwner::List { list })),
+            [entry] if self.is_group(entry) => Ok(self.list(entry).map(|list| AddressOwner::List { list })),
             [entry] => {
-                let identity = self.reader.identity(entry, OffsetDateTime::now_utc()).await?;
+                let identity = self.identity(entry).await?;
                 Ok(Some(AddressOwner::User { identity: Arc::new(identity) }))
             }
             _ => Err(DirectoryError::Data(format!(
@@ -198,6 +263,13 @@ impl Directory for LdapDirectory {
             // An empty DN is an anonymous bind, whatever the password.
             return Ok(BindOutcome::Rejected(RejectReason::InvalidCredentials));
         }
+        if self.ad.is_some() {
+            // AD ignores the ppolicy control; the reason is in the text.
+            let result = self.binds.bind(&identity.dn, password, Vec::new()).await?;
+            let outcome = ad_account::bind_outcome(result.rc, &result.text, &identity.account);
+            tracing::debug!(dn = %identity.dn, code = result.rc, ?outcome, "user bind (active directory)");
+            return outcome;
+        }
         let result = self.binds.bind(&identity.dn, password, vec![ppolicy_request()]).await?;
         let control = result.ctrls.iter().find(|c| c.1.ctype == ppolicy::PPOLICY_CONTROL_OID).and_then(|c| {
             match ppolicy::decode_response(c.1.val.as_deref().unwrap_or_default()) {
@@ -214,11 +286,17 @@ impl Directory for LdapDirectory {
     }
 
     async fn list_users(&self) -> Result<Vec<UserSummary>> {
-        self.reader.summaries(OffsetDateTime::now_utc()).await
+        match &self.ad {
+            Some(ad) => ad.summaries(OffsetDateTime::now_utc()).await,
+            None => self.reader.summaries(OffsetDateTime::now_utc()).await,
+        }
     }
 
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>> {
-        self.reader.lists().await
+        match &self.ad {
+            Some(ad) => ad.lists().await,
+            None => self.reader.lists().await,
+        }
     }
 
     async fn check_health(&self) -> Result<()> {

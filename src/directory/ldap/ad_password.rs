@@ -1,0 +1,352 @@
+//! Password change on Active Directory (MS-ADTS 3.1.1.3.1.5.1): one LDAP
+//! Modify that deletes the old and adds the new `unicodePwd`, bound as the
+//! user, over TLS. AD then checks the old password itself and applies its
+//! own history, length, complexity and minimum age (default domain policy
+//! or the fine-grained one for the user), and says which in the refusal.
+//!
+//! ```text
+//! C: BindRequest(dn=CN=Alice Smith,OU=people,…, simple=<current>)     (over LDAPS/StartTLS)
+//! S: BindResponse(success)
+//! C: ModifyRequest(CN=Alice Smith,…, delete unicodePwd "\"<current>\"" UTF-16LE,
+//!                                     add    unicodePwd "\"<new>\""     UTF-16LE)
+//! S: ModifyResponse(success | constraintViolation
+//!    "0000052D: Constraint violation - check_password_restrictions: the password is too short…")
+//! ```
+//!
+//! Expired (`data 532`) and must-change (`data 773`) users cannot bind,
+//! so they cannot change their own password this way. AD only reports
+//! those sub-codes for a *right* password, so the old password is proven;
+//! then, when the caller allows it, the service account *resets* the
+//! password on the same connection with the password-policy-hints control
+//! (LDAP_SERVER_POLICY_HINTS_OID, 1.2.840.113556.1.4.2239, value
+//! `SEQUENCE { INTEGER 1 }`, sent critical): the DC then enforces history
+//! and the other password policies on the reset as on a change, so the
+//! service path cannot be used to reuse an old password. The service
+//! account needs the Reset Password right on the users (and, to clear
+//! must-change, write access to `pwdLastSet`). A DC without the control
+//! (older than Windows Server 2016) refuses the critical control, which is
+//! reported as a directory error rather than silently skipping history.
+//!
+//! Must not: send a password without TLS (refused here before connecting),
+//! or log one.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use ldap3::controls::RawControl;
+use ldap3::{Ldap, LdapResult, Mod};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::timeout;
+
+use super::ad_account::{self, STRONGER_AUTH_REQUIRED};
+use super::pool::{operation_error, rc};
+use super::LdapDirectory;
+use crate::config::directory::TlsMode;
+use crate::directory::{BindOutcome, DirectoryError, RejectReason, Result};
+use crate::identity::Identity;
+
+/// LDAP_SERVER_POLICY_HINTS_OID: apply password policy to a reset.
+pub const POLICY_HINTS_OID: &str = "1.2.840.113556.1.4.2239";
+/// Its value: `SEQUENCE { Flags INTEGER (1 = enforce) }`, BER.
+pub const POLICY_HINTS_ENFORCE: [u8; 5] = [0x30, 0x03, 0x02, 0x01, 0x01];
+/// The password attribute; write-only, never returned by a search.
+pub const UNICODE_PWD: &str = "unicodePwd";
+/// `pwdLastSet = -1`: "now", which clears must-change after a reset.
+const PWD_LAST_SET_NOW: &str = "-1";
+
+/// LDAP result codes of a refused write (RFC 4511).
+const CONSTRAINT_VIOLATION: u32 = 19;
+const UNAVAILABLE_CRITICAL_EXTENSION: u32 = 12;
+const INSUFFICIENT_ACCESS_RIGHTS: u32 = 50;
+const UNWILLING_TO_PERFORM: u32 = 53;
+
+/// Win32 codes at the start of AD's diagnostic text.
+const ERROR_INVALID_PASSWORD: &str = "00000056";
+const ERROR_PASSWORD_RESTRICTION: &str = "0000052D";
+
+/// Why AD (or this code, before asking) refused a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdChangeRefusal {
+    /// The current password is wrong.
+    InvalidCredentials,
+    /// An empty current or new password; never sent.
+    EmptyPassword,
+    AccountLocked,
+    AccountDisabled,
+    /// Shorter than the domain's minimum length.
+    TooShort,
+    /// The domain's complexity rule (three of four character classes, no
+    /// account name inside).
+    NotComplex,
+    /// In the password history.
+    InHistory,
+    /// Changed too recently (minimum password age).
+    TooYoung,
+    /// Refused by policy without saying which rule (Windows DCs say only
+    /// `0000052D`).
+    Policy,
+    /// The account may not change its password (or the service account may
+    /// not reset it).
+    NotAllowed,
+    /// Expired or must-change, and the service-account path is not allowed.
+    Expired,
+}
+
+impl AdChangeRefusal {
+    /// What the user reads. A wrong current password stays generic.
+    pub fn user_message(self) -> &'static str {
+        match self {
+            Self::InvalidCredentials | Self::EmptyPassword => "The login or the current password is not right.",
+            Self::AccountLocked => "The account is locked; try again later or ask the helpdesk.",
+            Self::AccountDisabled => "The account is disabled; ask the helpdesk.",
+            Self::TooShort => "The domain refused the new password: it is too short.",
+            Self::NotComplex => {
+                "The domain refused the new password: use three of upper case, lower case, digits and symbols, and \
+                 not your name or login."
+            }
+            Self::InHistory => "The domain refused the new password: it was used before.",
+            Self::TooYoung => "The password was changed too recently; try again later.",
+            Self::Policy => {
+                "The domain refused the new password (length, complexity, history or minimum age); choose another."
+            }
+            Self::NotAllowed => "The domain does not allow this account to change its password here.",
+            Self::Expired => "The password has expired; ask the helpdesk to reset it.",
+        }
+    }
+}
+
+/// The result of an AD password change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdChangeOutcome {
+    Changed,
+    Refused(AdChangeRefusal),
+}
+
+/// `"password"` (with the quotes) as UTF-16LE: the only form AD accepts.
+pub fn encode_unicode_pwd(password: &str) -> Vec<u8> {
+    let quoted = format!("\"{password}\"");
+    let out = quoted.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    zeroize::Zeroize::zeroize(&mut quoted.into_bytes());
+    out
+}
+
+/// The verdict on AD's answer to the password write.
+pub fn modify_outcome(code: u32, text: &str) -> Result<AdChangeOutcome> {
+    use AdChangeRefusal::*;
+    let lower = text.to_ascii_lowercase();
+    let refusal = match code {
+        rc::SUCCESS => return Ok(AdChangeOutcome::Changed),
+        CONSTRAINT_VIOLATION if text.contains(ERROR_INVALID_PASSWORD) => InvalidCredentials,
+        CONSTRAINT_VIOLATION | UNWILLING_TO_PERFORM if lower.contains("too short") => TooShort,
+        CONSTRAINT_VIOLATION | UNWILLING_TO_PERFORM if lower.contains("complexity") => NotComplex,
+        CONSTRAINT_VIOLATION | UNWILLING_TO_PERFORM if lower.contains("history") => InHistory,
+        CONSTRAINT_VIOLATION | UNWILLING_TO_PERFORM
+            if lower.contains("too young")
+                || lower.contains("too recently")
+                || lower.contains("minimum password age") =>
+        {
+            TooYoung
+        }
+        CONSTRAINT_VIOLATION => Policy,
+        UNWILLING_TO_PERFORM if text.contains(ERROR_PASSWORD_RESTRICTION) => Policy,
+        INSUFFICIENT_ACCESS_RIGHTS | UNWILLING_TO_PERFORM => NotAllowed,
+        STRONGER_AUTH_REQUIRED => {
+            return Err(DirectoryError::Protocol(
+                "the domain controller writes passwords only over TLS: use ldaps:// or tls = \"starttls\"".into(),
+            ))
+        }
+        UNAVAILABLE_CRITICAL_EXTENSION => {
+            return Err(DirectoryError::Protocol(format!(
+                "the domain controller does not support the password-policy-hints control ({POLICY_HINTS_OID}), so \
+                 expired and must-change users cannot change their password here (Windows Server 2016 or later \
+                 has it): {text}"
+            )))
+        }
+        other => {
+            return Err(DirectoryError::Protocol(format!("password write failed with result code {other}: {text}")))
+        }
+    };
+    Ok(AdChangeOutcome::Refused(refusal))
+}
+
+/// Changes `identity`'s password as the user; expired and must-change
+/// users through the service account when `expired_via_service_account`.
+pub(super) async fn change_password(
+    dir: &LdapDirectory,
+    identity: &Identity,
+    current: &SecretString,
+    new: &SecretString,
+    expired_via_service_account: bool,
+) -> Result<AdChangeOutcome> {
+    if current.expose_secret().is_empty() || new.expose_secret().is_empty() {
+        return Ok(AdChangeOutcome::Refused(AdChangeRefusal::EmptyPassword));
+    }
+    if identity.dn.trim().is_empty() {
+        return Ok(AdChangeOutcome::Refused(AdChangeRefusal::InvalidCredentials));
+    }
+    let s = &dir.settings;
+    if s.tls == TlsMode::None && !s.urls.iter().all(|u| u.starts_with("ldaps://")) {
+        return Err(DirectoryError::Protocol(
+            "Active Directory accepts password writes only over TLS: use ldaps:// or tls = \"starttls\"".into(),
+        ));
+    }
+    let (mut ldap, deadline) = dir.binds.dedicated().await?;
+    let outcome = run(dir, &mut ldap, deadline, identity, current, new, expired_via_service_account).await;
+    let _ = timeout(deadline, ldap.unbind()).await;
+    outcome
+}
+
+async fn run(
+    dir: &LdapDirectory,
+    ldap: &mut Ldap,
+    deadline: Duration,
+    identity: &Identity,
+    current: &SecretString,
+    new: &SecretString,
+    expired_via_service_account: bool,
+) -> Result<AdChangeOutcome> {
+    use AdChangeRefusal::*;
+    let bound = bind(ldap, deadline, &identity.dn, current).await?;
+    let reason = match ad_account::bind_outcome(bound.rc, &bound.text, &identity.account)? {
+        BindOutcome::Accepted { .. } => None,
+        BindOutcome::Rejected(r) => Some(r),
+    };
+    let must_change = match reason {
+        None => {
+            let old = encode_unicode_pwd(current.expose_secret());
+            let new = encode_unicode_pwd(new.expose_secret());
+            let mods = vec![
+                Mod::Delete(UNICODE_PWD.as_bytes().to_vec(), HashSet::from([old])),
+                Mod::Add(UNICODE_PWD.as_bytes().to_vec(), HashSet::from([new])),
+            ];
+            let result = modify(ldap, deadline, &identity.dn, mods, Vec::new()).await?;
+            tracing::debug!(dn = %identity.dn, code = result.rc, "password change as the user (active directory)");
+            return modify_outcome(result.rc, &result.text);
+        }
+        Some(RejectReason::PasswordExpired) if expired_via_service_account => false,
+        Some(RejectReason::MustChangePassword) if expired_via_service_account => true,
+        Some(RejectReason::PasswordExpired | RejectReason::MustChangePassword) => {
+            return Ok(AdChangeOutcome::Refused(Expired))
+        }
+        Some(RejectReason::AccountLocked) => return Ok(AdChangeOutcome::Refused(AccountLocked)),
+        Some(RejectReason::AccountDisabled) => return Ok(AdChangeOutcome::Refused(AccountDisabled)),
+        Some(RejectReason::InvalidCredentials | RejectReason::EmptyPassword) => {
+            return Ok(AdChangeOutcome::Refused(InvalidCredentials))
+        }
+    };
+    // The old password is proven (AD says 532/773 only for a right one):
+    // the service account resets it, with policy enforced by the hints control.
+    let service = bind(ldap, deadline, &dir.settings.bind_dn, &dir.settings.bind_password).await?;
+    if service.rc != rc::SUCCESS {
+        return Err(DirectoryError::ServiceBind(super::pool::describe(&service)));
+    }
+    let mut mods =
+        vec![Mod::Replace(UNICODE_PWD.as_bytes().to_vec(), HashSet::from([encode_unicode_pwd(new.expose_secret())]))];
+    if must_change {
+        mods.push(Mod::Replace(b"pwdLastSet".to_vec(), HashSet::from([PWD_LAST_SET_NOW.as_bytes().to_vec()])));
+    }
+    let hints = RawControl { ctype: POLICY_HINTS_OID.to_owned(), crit: true, val: Some(POLICY_HINTS_ENFORCE.to_vec()) };
+    let result = modify(ldap, deadline, &identity.dn, mods, vec![hints]).await?;
+    tracing::debug!(dn = %identity.dn, code = result.rc, must_change, "password reset with policy hints (active directory)");
+    modify_outcome(result.rc, &result.text)
+}
+
+async fn bind(ldap: &mut Ldap, deadline: Duration, dn: &str, password: &SecretString) -> Result<LdapResult> {
+    let binding = ldap.with_timeout(deadline).simple_bind(dn, password.expose_secret());
+    match timeout(deadline, binding).await {
+        Err(_) => Err(DirectoryError::Timeout(deadline)),
+        Ok(Err(e)) => Err(operation_error(e, deadline)),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+async fn modify(
+    ldap: &mut Ldap,
+    deadline: Duration,
+    dn: &str,
+    mods: Vec<Mod<Vec<u8>>>,
+    controls: Vec<RawControl>,
+) -> Result<LdapResult> {
+    let writing = ldap.with_controls(controls).with_timeout(deadline).modify(dn, mods);
+    match timeout(deadline, writing).await {
+        Err(_) => Err(DirectoryError::Timeout(deadline)),
+        Ok(Err(e)) => Err(operation_error(e, deadline)),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMBA: &str = "0000052D: Constraint violation - check_password_restrictions: ";
+
+    #[test]
+    fn unicode_pwd_is_quoted_utf16le() {
+        assert_eq!(encode_unicode_pwd("Ab1"), [0x22, 0, 0x41, 0, 0x62, 0, 0x31, 0, 0x22, 0]);
+        assert_eq!(encode_unicode_pwd("é"), [0x22, 0, 0xe9, 0, 0x22, 0]);
+        assert_eq!(encode_unicode_pwd("😀").len(), 2 + 4 + 2, "a surrogate pair");
+    }
+
+    #[test]
+    fn refusals_are_named() {
+        use AdChangeRefusal::*;
+        let check = |code: u32, text: &str, expected: AdChangeOutcome| {
+            assert_eq!(modify_outcome(code, text).expect("a verdict"), expected, "{code} {text}");
+        };
+        let refused = AdChangeOutcome::Refused;
+        check(0, "", AdChangeOutcome::Changed);
+        check(
+            19,
+            &format!("{SAMBA}the password is too short. It should be equal or longer than 7 characters!"),
+            refused(TooShort),
+        );
+        check(19, &format!("{SAMBA}the password does not meet the complexity criteria!"), refused(NotComplex));
+        check(19, &format!("{SAMBA}the password was already used (in history)!"), refused(InHistory));
+        check(19, &format!("{SAMBA}password is too young to change!"), refused(TooYoung));
+        check(
+            19,
+            "00000056: Constraint violation - check_password_restrictions: The old password specified doesn't match!",
+            refused(InvalidCredentials),
+        );
+        check(
+            19,
+            "0000052D: AtrErr: DSID-03191083, #1:\n\t0: 0000052D: DSID-03191083, problem 1005 (CONSTRAINT_ATT_TYPE), \
+             data 0, Att 9005a (unicodePwd)",
+            refused(Policy),
+        );
+        check(53, "0000052D: SvcErr: DSID-031A12D2, problem 5003 (WILL_NOT_PERFORM), data 0", refused(Policy));
+        check(53, "00000005: SecErr: DSID-03152857, problem 4003 (INSUFF_ACCESS_RIGHTS)", refused(NotAllowed));
+        check(50, "", refused(NotAllowed));
+    }
+
+    #[test]
+    fn other_results_are_errors() {
+        assert!(modify_outcome(8, "BindSimple: Transport encryption required.")
+            .unwrap_err()
+            .to_string()
+            .contains("TLS"));
+        assert!(modify_outcome(12, "").unwrap_err().to_string().contains(POLICY_HINTS_OID));
+        assert!(modify_outcome(80, "other").is_err());
+    }
+
+    #[test]
+    fn every_refusal_has_a_message() {
+        use AdChangeRefusal::*;
+        for r in [
+            InvalidCredentials,
+            EmptyPassword,
+            AccountLocked,
+            AccountDisabled,
+            TooShort,
+            NotComplex,
+            InHistory,
+            TooYoung,
+            Policy,
+            NotAllowed,
+            Expired,
+        ] {
+            assert!(r.user_message().ends_with('.'), "{r:?}");
+        }
+    }
+}
