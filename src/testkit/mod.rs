@@ -7,6 +7,7 @@
 //! used by `serve`.
 
 pub mod postfix;
+pub mod samba;
 pub mod slapd;
 pub mod smtp_server;
 

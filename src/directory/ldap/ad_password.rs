@@ -24,8 +24,14 @@
 //! service path cannot be used to reuse an old password. The service
 //! account needs the Reset Password right on the users (and, to clear
 //! must-change, write access to `pwdLastSet`). A DC without the control
-//! (older than Windows Server 2016) refuses the critical control, which is
-//! reported as a directory error rather than silently skipping history.
+//! (older than Windows Server 2016, or Samba) refuses the critical control:
+//! answered with `unavailableCriticalExtension` (nothing is written), and
+//! the change then goes the second way, which also keeps history: the
+//! service account sets `pwdLastSet = 0` then `-1` (now), so the proven old password is
+//! valid again, the user binds and changes it as above, and on any refusal
+//! `pwdLastSet = 0` is written back (see [`unexpire_then_change`]). That
+//! path needs the service account to write `pwdLastSet`; Samba 4.17 (the
+//! test DC) takes it, Windows takes the first.
 //!
 //! Must not: send a password without TLS (refused here before connecting),
 //! or log one.
@@ -51,8 +57,11 @@ pub const POLICY_HINTS_OID: &str = "1.2.840.113556.1.4.2239";
 pub const POLICY_HINTS_ENFORCE: [u8; 5] = [0x30, 0x03, 0x02, 0x01, 0x01];
 /// The password attribute; write-only, never returned by a search.
 pub const UNICODE_PWD: &str = "unicodePwd";
-/// `pwdLastSet = -1`: "now", which clears must-change after a reset.
+const PWD_LAST_SET: &str = "pwdLastSet";
+/// `pwdLastSet = -1`: "now", which makes the current password valid again.
 const PWD_LAST_SET_NOW: &str = "-1";
+/// `pwdLastSet = 0`: must change at next logon.
+const PWD_LAST_SET_MUST_CHANGE: &str = "0";
 
 /// LDAP result codes of a refused write (RFC 4511).
 const CONSTRAINT_VIOLATION: u32 = 19;
@@ -139,7 +148,9 @@ pub fn modify_outcome(code: u32, text: &str) -> Result<AdChangeOutcome> {
         CONSTRAINT_VIOLATION if text.contains(ERROR_INVALID_PASSWORD) => InvalidCredentials,
         CONSTRAINT_VIOLATION | UNWILLING_TO_PERFORM if lower.contains("too short") => TooShort,
         CONSTRAINT_VIOLATION | UNWILLING_TO_PERFORM if lower.contains("complexity") => NotComplex,
-        CONSTRAINT_VIOLATION | UNWILLING_TO_PERFORM if lower.contains("history") => InHistory,
+        CONSTRAINT_VIOLATION | UNWILLING_TO_PERFORM if lower.contains("history") || lower.contains("already used") => {
+            InHistory
+        }
         CONSTRAINT_VIOLATION | UNWILLING_TO_PERFORM
             if lower.contains("too young")
                 || lower.contains("too recently")
@@ -211,20 +222,13 @@ async fn run(
         BindOutcome::Accepted { .. } => None,
         BindOutcome::Rejected(r) => Some(r),
     };
-    let must_change = match reason {
+    match reason {
         None => {
-            let old = encode_unicode_pwd(current.expose_secret());
-            let new = encode_unicode_pwd(new.expose_secret());
-            let mods = vec![
-                Mod::Delete(UNICODE_PWD.as_bytes().to_vec(), HashSet::from([old])),
-                Mod::Add(UNICODE_PWD.as_bytes().to_vec(), HashSet::from([new])),
-            ];
-            let result = modify(ldap, deadline, &identity.dn, mods, Vec::new()).await?;
+            let result = change_as_user(ldap, deadline, &identity.dn, current, new).await?;
             tracing::debug!(dn = %identity.dn, code = result.rc, "password change as the user (active directory)");
             return modify_outcome(result.rc, &result.text);
         }
-        Some(RejectReason::PasswordExpired) if expired_via_service_account => false,
-        Some(RejectReason::MustChangePassword) if expired_via_service_account => true,
+        Some(RejectReason::PasswordExpired | RejectReason::MustChangePassword) if expired_via_service_account => {}
         Some(RejectReason::PasswordExpired | RejectReason::MustChangePassword) => {
             return Ok(AdChangeOutcome::Refused(Expired))
         }
@@ -233,22 +237,90 @@ async fn run(
         Some(RejectReason::InvalidCredentials | RejectReason::EmptyPassword) => {
             return Ok(AdChangeOutcome::Refused(InvalidCredentials))
         }
-    };
+    }
     // The old password is proven (AD says 532/773 only for a right one):
     // the service account resets it, with policy enforced by the hints control.
-    let service = bind(ldap, deadline, &dir.settings.bind_dn, &dir.settings.bind_password).await?;
-    if service.rc != rc::SUCCESS {
-        return Err(DirectoryError::ServiceBind(super::pool::describe(&service)));
-    }
-    let mut mods =
+    bind_service(dir, ldap, deadline).await?;
+    let mods =
         vec![Mod::Replace(UNICODE_PWD.as_bytes().to_vec(), HashSet::from([encode_unicode_pwd(new.expose_secret())]))];
-    if must_change {
-        mods.push(Mod::Replace(b"pwdLastSet".to_vec(), HashSet::from([PWD_LAST_SET_NOW.as_bytes().to_vec()])));
-    }
     let hints = RawControl { ctype: POLICY_HINTS_OID.to_owned(), crit: true, val: Some(POLICY_HINTS_ENFORCE.to_vec()) };
     let result = modify(ldap, deadline, &identity.dn, mods, vec![hints]).await?;
-    tracing::debug!(dn = %identity.dn, code = result.rc, must_change, "password reset with policy hints (active directory)");
-    modify_outcome(result.rc, &result.text)
+    tracing::debug!(dn = %identity.dn, code = result.rc, "password reset with policy hints (active directory)");
+    if result.rc != UNAVAILABLE_CRITICAL_EXTENSION {
+        return modify_outcome(result.rc, &result.text);
+    }
+    unexpire_then_change(dir, ldap, deadline, identity, current, new).await
+}
+
+/// For a DC without the policy-hints control (Samba 4.17 has none): the
+/// service account sets `pwdLastSet = 0` then `-1` ("now"), which makes the proven
+/// old password usable again; the user then binds and changes it as usual,
+/// so the DC applies history and every other rule to the new password. If
+/// that fails, `pwdLastSet = 0` puts the account back to "must change":
+/// the old password never becomes usable for anything else.
+async fn unexpire_then_change(
+    dir: &LdapDirectory,
+    ldap: &mut Ldap,
+    deadline: Duration,
+    identity: &Identity,
+    current: &SecretString,
+    new: &SecretString,
+) -> Result<AdChangeOutcome> {
+    let set_last =
+        |value: &str| vec![Mod::Replace(PWD_LAST_SET.as_bytes().to_vec(), HashSet::from([value.as_bytes().to_vec()]))];
+    // -1 only takes effect on 0 (a nonzero pwdLastSet stays as it is), so
+    // 0 first, in a modify of its own.
+    for value in [PWD_LAST_SET_MUST_CHANGE, PWD_LAST_SET_NOW] {
+        let written = modify(ldap, deadline, &identity.dn, set_last(value), Vec::new()).await?;
+        tracing::debug!(dn = %identity.dn, code = written.rc, value, "no policy hints: pwdLastSet before the user's change");
+        if written.rc != rc::SUCCESS {
+            return modify_outcome(written.rc, &written.text);
+        }
+    }
+    let bound = bind(ldap, deadline, &identity.dn, current).await?;
+    let changed = if bound.rc == rc::SUCCESS {
+        Some(change_as_user(ldap, deadline, &identity.dn, current, new).await?)
+    } else {
+        None
+    };
+    if let Some(result) = changed.as_ref().filter(|r| r.rc == rc::SUCCESS) {
+        tracing::debug!(dn = %identity.dn, code = result.rc, "password change as the user after pwdLastSet = -1");
+        return Ok(AdChangeOutcome::Changed);
+    }
+    bind_service(dir, ldap, deadline).await?;
+    let restored = modify(ldap, deadline, &identity.dn, set_last(PWD_LAST_SET_MUST_CHANGE), Vec::new()).await?;
+    if restored.rc != rc::SUCCESS {
+        tracing::error!(dn = %identity.dn, code = restored.rc, "could not put pwdLastSet back to 0 after a refused change");
+    }
+    match changed {
+        Some(result) => modify_outcome(result.rc, &result.text),
+        None => ad_account::bind_outcome(bound.rc, &bound.text, &identity.account)
+            .map(|_| AdChangeOutcome::Refused(AdChangeRefusal::InvalidCredentials)),
+    }
+}
+
+/// Delete the old, add the new `unicodePwd`, on a connection bound as the user.
+async fn change_as_user(
+    ldap: &mut Ldap,
+    deadline: Duration,
+    dn: &str,
+    current: &SecretString,
+    new: &SecretString,
+) -> Result<LdapResult> {
+    let mods = vec![
+        Mod::Delete(UNICODE_PWD.as_bytes().to_vec(), HashSet::from([encode_unicode_pwd(current.expose_secret())])),
+        Mod::Add(UNICODE_PWD.as_bytes().to_vec(), HashSet::from([encode_unicode_pwd(new.expose_secret())])),
+    ];
+    modify(ldap, deadline, dn, mods, Vec::new()).await
+}
+
+async fn bind_service(dir: &LdapDirectory, ldap: &mut Ldap, deadline: Duration) -> Result<()> {
+    let service = bind(ldap, deadline, &dir.settings.bind_dn, &dir.settings.bind_password).await?;
+    if service.rc == rc::SUCCESS {
+        Ok(())
+    } else {
+        Err(DirectoryError::ServiceBind(super::pool::describe(&service)))
+    }
 }
 
 async fn bind(ldap: &mut Ldap, deadline: Duration, dn: &str, password: &SecretString) -> Result<LdapResult> {
@@ -303,6 +375,7 @@ mod tests {
         );
         check(19, &format!("{SAMBA}the password does not meet the complexity criteria!"), refused(NotComplex));
         check(19, &format!("{SAMBA}the password was already used (in history)!"), refused(InHistory));
+        check(19, &format!("{SAMBA}the password was already used (previous password)!"), refused(InHistory));
         check(19, &format!("{SAMBA}password is too young to change!"), refused(TooYoung));
         check(
             19,
