@@ -6,6 +6,7 @@
 //! steps collect every problem before failing, so an admin sees them all.
 //! `schemas/config.schema.json` is generated from the `Raw*` types.
 
+pub mod auth;
 pub mod directory;
 pub mod duration;
 pub mod identity;
@@ -19,6 +20,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use auth::AuthSettings;
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use identity::IdentitySettings;
 pub use problems::{ConfigError, Problem, Problems};
@@ -41,6 +43,8 @@ pub struct RawConfig {
     pub identity: identity::RawIdentity,
     #[serde(default)]
     pub store: store::RawStore,
+    #[serde(default)]
+    pub auth: auth::RawAuth,
 }
 
 /// The validated configuration every component is built from.
@@ -50,6 +54,7 @@ pub struct Config {
     pub directory: DirectorySettings,
     pub identity: IdentitySettings,
     pub store: StoreSettings,
+    pub auth: AuthSettings,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
     pub warnings: Vec<Problem>,
     /// The file as read, for `check-config` (secrets redacted on output).
@@ -76,24 +81,26 @@ impl Config {
             Err(e) => return Err(fail(vec![Problem { path: "(syntax)".into(), message: e.to_string() }])),
         };
         for key in table.keys() {
-            if !matches!(key.as_str(), "directory" | "identity" | "store") {
-                p.error(key.clone(), "unknown section; known: directory, identity, store");
+            if !matches!(key.as_str(), "directory" | "identity" | "store" | "auth") {
+                p.error(key.clone(), "unknown section; known: directory, identity, store, auth");
             }
         }
         let directory = section::<directory::RawDirectory>(&mut p, &table, "directory", None);
         let identity = section::<identity::RawIdentity>(&mut p, &table, "identity", Some(Default::default()));
         let store = section::<store::RawStore>(&mut p, &table, "store", Some(Default::default()));
+        let auth = section::<auth::RawAuth>(&mut p, &table, "auth", Some(Default::default()));
 
-        let (Some(directory), Some(identity), Some(store)) = (directory, identity, store) else {
+        let (Some(directory), Some(identity), Some(store), Some(auth)) = (directory, identity, store, auth) else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store };
+        let raw = RawConfig { directory, identity, store, auth };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
-        match (directory, identity, store) {
-            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => {
-                Ok(Config { file: file.to_path_buf(), directory, identity, store, warnings: p.warnings, raw })
+        let auth = raw.auth.validate(&mut p, base_dir);
+        match (directory, identity, store, auth) {
+            (Some(directory), Some(identity), Some(store), Some(auth)) if p.errors.is_empty() => {
+                Ok(Config { file: file.to_path_buf(), directory, identity, store, auth, warnings: p.warnings, raw })
             }
             _ => Err(fail(p.errors)),
         }
