@@ -37,7 +37,7 @@ mod tests {
         assert_eq!(parse("20260101120000.123Z"), Ok(datetime!(2026-01-01 12:00:00 UTC)));
         assert!(parse("20261301120000Z").is_err());
         assert!(parse("20260101120000+0100").is_err());
-        assert!(parse("000001010000Z").is_err());
+        assert!(parse("20260230000000Z").is_err());
         assert!(parse("").is_err());
     }
 
