@@ -4,6 +4,8 @@
 //! Front ends (AUTH, policy, milter, HTTP) each get a clone of [`App`] and
 //! a [`Shutdown`]; they own their sockets, the core owns the rules.
 
+pub mod activation;
+pub mod auth;
 pub mod shutdown;
 
 use std::sync::Arc;
@@ -59,7 +61,7 @@ pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     let mut front_ends: JoinSet<Result<(), ServeError>> = JoinSet::new();
     // Front ends register here, one line each.
-    let _ = &app;
+    let _authenticator = auth::start(&app, &shutdown, &mut front_ends)?;
 
     tracing::info!(directory = app.directory.kind(), front_ends = front_ends.len(), "mailwarrant ready");
     let mut stop = shutdown.clone();

@@ -1,6 +1,8 @@
 //! One integration-test binary (links once): each module drives the
 //! library or the built binary against real parts.
 
+mod auth_postfix;
+mod auth_stack;
 mod cli;
 mod config;
 mod ldif;

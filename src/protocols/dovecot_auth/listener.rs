@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::codec::{decode, encode, DecodeError, MAX_LINE};
@@ -24,8 +24,7 @@ use super::session::{Session, Step};
 use crate::auth::Authenticator;
 use crate::config::auth::{DovecotListenerSettings, TempFailStyle};
 
-/// Signals shutdown when the value becomes `true`.
-pub type ShutdownSignal = watch::Receiver<bool>;
+use crate::serve::Shutdown;
 
 /// Shared by every connection of the Dovecot auth front end.
 pub struct DovecotAuthServer {
@@ -47,12 +46,12 @@ impl DovecotAuthServer {
         })
     }
 
-    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, mut shutdown: ShutdownSignal) {
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, mut shutdown: Shutdown) {
         loop {
             let Some(permit) = self.permit(&mut shutdown).await else { return };
             let accepted = tokio::select! {
                 a = listener.accept() => a,
-                _ = shutdown.changed() => return,
+                _ = shutdown.wait() => return,
             };
             match accepted {
                 Ok((stream, peer)) => {
@@ -73,12 +72,12 @@ impl DovecotAuthServer {
         }
     }
 
-    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, mut shutdown: ShutdownSignal) {
+    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, mut shutdown: Shutdown) {
         loop {
             let Some(permit) = self.permit(&mut shutdown).await else { return };
             let accepted = tokio::select! {
                 a = listener.accept() => a,
-                _ = shutdown.changed() => return,
+                _ = shutdown.wait() => return,
             };
             match accepted {
                 Ok((stream, _)) => {
@@ -98,19 +97,19 @@ impl DovecotAuthServer {
         }
     }
 
-    async fn permit(&self, shutdown: &mut ShutdownSignal) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        if *shutdown.borrow() {
+    async fn permit(&self, shutdown: &mut Shutdown) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if shutdown.is_triggered() {
             return None;
         }
         tokio::select! {
             p = self.permits.clone().acquire_owned() => p.ok(),
-            _ = shutdown.changed() => None,
+            _ = shutdown.wait() => None,
         }
     }
 
     /// Speaks the protocol on one stream until the client leaves, a
     /// protocol error, or shutdown.
-    pub async fn serve_connection<S>(&self, mut stream: S, mut shutdown: ShutdownSignal)
+    pub async fn serve_connection<S>(&self, mut stream: S, mut shutdown: Shutdown)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -154,7 +153,7 @@ impl DovecotAuthServer {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 },
-                _ = shutdown.changed() => return,
+                _ = shutdown.wait() => return,
             };
             // The decoder caps lines; this only bounds the buffer while
             // waiting for the LF.
