@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mailwarrant::config::Config;
 use mailwarrant::serve::{self, App, ShutdownTrigger};
-use mailwarrant::testkit::{free_port, wait_for_port};
+use mailwarrant::testkit::{free_port, wait_for_port, wait_until};
 
 /// The `[directory]` section for the demo cast in the LDIF file.
 pub fn demo_ldif_directory() -> String {
@@ -53,6 +53,11 @@ impl Stack {
             }
         });
         wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10)).unwrap();
+        let sockets_ready = wait_until(Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(&saslauthd_socket).is_ok()
+                && std::os::unix::net::UnixStream::connect(&dovecot_socket).is_ok()
+        });
+        assert!(sockets_ready, "UNIX sockets never accepted");
         Stack {
             dir,
             dovecot_port: port,

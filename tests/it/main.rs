@@ -2,6 +2,7 @@
 //! library or the built binary against real parts.
 
 mod auth_postfix;
+mod auth_saslauthd;
 mod auth_stack;
 mod cli;
 mod config;
