@@ -6,6 +6,7 @@
 //! and `scripts/` helpers share one way of starting a part. Nothing here is
 //! used by `serve`.
 
+pub mod dovecot_client;
 pub mod exim;
 pub mod postfix;
 

@@ -3,6 +3,7 @@
 
 mod auth_exim;
 mod auth_postfix;
+mod auth_protocol;
 mod auth_saslauthd;
 mod auth_stack;
 mod cli;
