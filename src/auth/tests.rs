@@ -88,6 +88,9 @@ impl Directory for Lab {
     async fn distribution_lists(&self) -> DirResult<Vec<DistributionList>> {
         Ok(vec![])
     }
+    async fn list_users(&self) -> DirResult<Vec<crate::directory::UserSummary>> {
+        Ok(vec![])
+    }
     async fn check_health(&self) -> DirResult<()> {
         Ok(())
     }

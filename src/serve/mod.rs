@@ -15,6 +15,8 @@ use tokio::task::JoinSet;
 use crate::config::{Config, StoreSettings};
 use crate::directory::{self, Directory, DirectoryError};
 use crate::identity::IdentityCache;
+use crate::mailer::{Mailer, MailerError};
+use crate::reminders;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -26,6 +28,8 @@ pub enum ServeError {
     Directory(#[from] DirectoryError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("mailer: {0}")]
+    Mailer(#[from] MailerError),
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
 }
@@ -37,6 +41,8 @@ pub struct App {
     pub directory: Arc<dyn Directory>,
     pub identities: IdentityCache,
     pub store: Arc<dyn Store>,
+    /// Present when `[mailer]` is configured.
+    pub mailer: Option<Arc<Mailer>>,
 }
 
 impl App {
@@ -45,7 +51,8 @@ impl App {
         let directory = directory::open(&config.directory).await?;
         let store = open_store(&config.store)?;
         let identities = IdentityCache::new(directory.clone(), config.identity.clone());
-        Ok(App { config: Arc::new(config), directory, identities, store })
+        let mailer = config.mailer.as_ref().map(Mailer::new).transpose()?.map(Arc::new);
+        Ok(App { config: Arc::new(config), directory, identities, store, mailer })
     }
 }
 
@@ -62,6 +69,9 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     let mut front_ends: JoinSet<Result<(), ServeError>> = JoinSet::new();
     // Front ends register here, one line each.
     let _authenticator = auth::start(&app, &shutdown, &mut front_ends)?;
+    if app.config.reminders.is_some() {
+        front_ends.spawn(reminders::schedule::run_daily(app.clone(), shutdown.clone()));
+    }
 
     tracing::info!(directory = app.directory.kind(), front_ends = front_ends.len(), "mailwarrant ready");
     let mut stop = shutdown.clone();

@@ -9,6 +9,8 @@
 pub mod dovecot_client;
 pub mod exim;
 pub mod postfix;
+pub mod slapd;
+pub mod smtp_server;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

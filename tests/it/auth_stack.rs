@@ -18,7 +18,7 @@ pub fn demo_ldif_directory() -> String {
 
 /// A running mailwarrant; stops (and drains) when dropped.
 pub struct Stack {
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     pub dovecot_port: u16,
     pub saslauthd_socket: PathBuf,
     pub dovecot_socket: PathBuf,
@@ -59,7 +59,7 @@ impl Stack {
         });
         assert!(sockets_ready, "UNIX sockets never accepted");
         Stack {
-            dir,
+            _dir: dir,
             dovecot_port: port,
             saslauthd_socket,
             dovecot_socket,

@@ -8,5 +8,7 @@ mod auth_saslauthd;
 mod auth_stack;
 mod cli;
 mod config;
+mod ldap;
 mod ldif;
 mod postfix;
+mod reminders;
