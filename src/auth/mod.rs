@@ -398,7 +398,13 @@ impl Authenticator {
 
     /// Unknown logins count against the client and the typed name, so
     /// spraying invented names is throttled like guessing passwords.
-    async fn unknown_user(&self, state: &State, typed: &LookupKey, req: &AuthRequest, reply: Reply<'_>) -> AuthDecision {
+    async fn unknown_user(
+        &self,
+        state: &State,
+        typed: &LookupKey,
+        req: &AuthRequest,
+        reply: Reply<'_>,
+    ) -> AuthDecision {
         match state.throttle.check(typed.as_str(), req.client).await {
             Ok(Some(limit)) => return reply.throttled(limit),
             Ok(None) => {}
@@ -442,7 +448,8 @@ impl Reply<'_> {
         };
         // Outages answer at once (the client should retry elsewhere soon);
         // every other refusal waits, counted from arrival.
-        let delayed = kind != DecisionKind::Accepted && !matches!(reason, Reason::DirectoryUnavailable | Reason::StoreUnavailable);
+        let delayed = kind != DecisionKind::Accepted
+            && !matches!(reason, Reason::DirectoryUnavailable | Reason::StoreUnavailable);
         let delay = self.state.settings.failure_delay;
         let not_before = (delayed && !delay.is_zero()).then(|| self.started + delay);
         AuthDecision { kind, reason, login, reply_text, not_before }

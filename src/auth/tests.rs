@@ -137,7 +137,12 @@ fn request(login: &str, password: &str, client: &str) -> AuthRequest {
 async fn check(f: &Fixture, login: &str, password: &str, expected: (DecisionKind, Reason, Option<&str>)) {
     let d = f.auth.authenticate(request(login, password, "192.0.2.1")).await;
     let got = (d.kind, d.reason, d.login.as_ref().map(|l| l.as_str().to_owned()));
-    assert_eq!(got, (expected.0, expected.1, expected.2.map(str::to_owned)), "{login:?} / password #{}", password.len());
+    assert_eq!(
+        got,
+        (expected.0, expected.1, expected.2.map(str::to_owned)),
+        "{login:?} / password #{}",
+        password.len()
+    );
 }
 
 #[tokio::test]
@@ -265,7 +270,11 @@ async fn accounts_seen_disabled_lose_their_grace() {
             capacity: 10,
         },
     );
-    let auth = Authenticator { identities: identities.clone(), store: f.auth.store.clone(), state: RwLock::new(f.auth.state()) };
+    let auth = Authenticator {
+        identities: identities.clone(),
+        store: f.auth.store.clone(),
+        state: RwLock::new(f.auth.state()),
+    };
     let d = auth.authenticate(request("alice", "Alice-Demo-2026!", "192.0.2.8")).await;
     assert_eq!(d.reason, Reason::AccountDisabled);
     lab.down.store(true, Ordering::SeqCst);

@@ -28,9 +28,8 @@ impl Inherited {
     /// socket-activated; the variables are cleared so children do not
     /// inherit them).
     pub fn from_env() -> Self {
-        let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
-            .map(|v| v.split(':').map(str::to_owned).collect())
-            .unwrap_or_default();
+        let names: Vec<String> =
+            std::env::var("LISTEN_FDNAMES").map(|v| v.split(':').map(str::to_owned).collect()).unwrap_or_default();
         std::env::remove_var("LISTEN_FDNAMES");
         let mut fds = listenfd::ListenFd::from_env();
         let mut inherited = Inherited::default();

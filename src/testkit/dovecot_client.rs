@@ -17,9 +17,15 @@ pub struct DovecotClient {
 /// What the server answered to one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
-    Ok { user: String },
-    Fail { line: String },
-    Cont { line: String },
+    Ok {
+        user: String,
+    },
+    Fail {
+        line: String,
+    },
+    Cont {
+        line: String,
+    },
     /// The server closed the connection (a temporary failure).
     Closed,
 }

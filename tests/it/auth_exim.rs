@@ -5,7 +5,9 @@ use std::process::Command;
 
 use mailwarrant::testkit::exim::Exim;
 
-use crate::auth_stack::{demo_ldif_directory, transcript, Stack};
+use mailwarrant::testkit::slapd::Slapd;
+
+use crate::auth_stack::{transcript, Stack};
 
 fn swaks(exim: &Exim, mech: &str, user: &str, password: &str) -> (bool, String) {
     let out = Command::new("swaks")
@@ -20,7 +22,8 @@ fn swaks(exim: &Exim, mech: &str, user: &str, password: &str) -> (bool, String) 
 
 #[test]
 fn exim_delegates_auth_to_mailwarrant() {
-    let stack = Stack::start(&demo_ldif_directory(), "");
+    let slapd = Slapd::start().unwrap();
+    let stack = Stack::start(&slapd.config_toml(), "");
     let exim = Exim::start(&stack.dovecot_socket).unwrap();
 
     let (ok, t) = swaks(&exim, "PLAIN", "alice", "Alice-Demo-2026!");

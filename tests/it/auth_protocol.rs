@@ -97,7 +97,10 @@ async fn probe(address: SocketAddr, input: &[u8]) -> Result<String, String> {
         Ok(_) => Ok(text),
         // Incomplete input may legitimately wait for more: then no reply.
         Err(_) if !input.ends_with(b"\n") => Ok(text),
-        Err(_) => Err(format!("no answer and no close for {:?}: {text}", String::from_utf8_lossy(&input[..input.len().min(80)]))),
+        Err(_) => Err(format!(
+            "no answer and no close for {:?}: {text}",
+            String::from_utf8_lossy(&input[..input.len().min(80)])
+        )),
     }
 }
 

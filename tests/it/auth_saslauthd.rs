@@ -4,7 +4,9 @@ use std::process::Command;
 
 use mailwarrant::testkit::require_program;
 
-use crate::auth_stack::{demo_ldif_directory, Stack};
+use mailwarrant::testkit::slapd::Slapd;
+
+use crate::auth_stack::Stack;
 
 fn testsaslauthd(stack: &Stack, user: &str, password: &str, realm: Option<&str>) -> String {
     let mut cmd = Command::new("testsaslauthd");
@@ -19,14 +21,17 @@ fn testsaslauthd(stack: &Stack, user: &str, password: &str, realm: Option<&str>)
 #[test]
 fn testsaslauthd_gets_ok_and_no() {
     require_program("/usr/sbin/testsaslauthd", "sasl2-bin").unwrap();
-    let stack = Stack::start(&demo_ldif_directory(), "");
+    let slapd = Slapd::start().unwrap();
+    let stack = Stack::start(&slapd.config_toml(), "");
     let ok = testsaslauthd(&stack, "alice", "Alice-Demo-2026!", None);
     assert!(ok.contains("0: OK \"Success.\""), "{ok}");
     let ok = testsaslauthd(&stack, "alice", "Alice-Demo-2026!", Some("example.com"));
     assert!(ok.contains("0: OK"), "realm appended: {ok}");
     // testsaslauthd prints its own text for any NO; the reply bytes are
     // pinned in the codec tests.
-    for (user, password) in [("alice", "wrong"), ("erin", "Erin-Demo-2026!"), ("grace", "Grace-Demo-2026!"), ("nobody", "x"), ("alice", "")] {
+    for (user, password) in
+        [("alice", "wrong"), ("erin", "Erin-Demo-2026!"), ("grace", "Grace-Demo-2026!"), ("nobody", "x"), ("alice", "")]
+    {
         let no = testsaslauthd(&stack, user, password, None);
         assert!(no.starts_with("0: NO"), "{user}: {no}");
     }

@@ -40,7 +40,10 @@ fn replies_are_pinned() {
         },
         "FAIL\t5\tcode=pass_expired\treason=Password expired: change it at https://x/pw\n",
     );
-    check(Reply::Fail { id: 7, user: None, code: Some(fail_code::TEMP_FAIL), reason: None }, "FAIL\t7\tcode=temp_fail\n");
+    check(
+        Reply::Fail { id: 7, user: None, code: Some(fail_code::TEMP_FAIL), reason: None },
+        "FAIL\t7\tcode=temp_fail\n",
+    );
     // A value can never split a field or a line.
     check(Reply::Ok { id: 1, user: "a\tb\nc".into() }, "OK\t1\tuser=a\u{1}tb\u{1}nc\n");
 }
@@ -98,7 +101,10 @@ fn malformed_lines_are_told_apart() {
     check(b"AUTH\t1\tPLAIN", Err(DecodeError::Incomplete));
     check(&vec![b'A'; MAX_LINE], Err(DecodeError::TooLarge));
     check(&[vec![b'A'; MAX_LINE - 1], b"\n".to_vec()].concat(), invalid(MAX_LINE, None, Invalid::UnknownCommand));
-    check(&[b"AUTH\t1\tPLAIN\tservice=smtp\tresp=".to_vec(), vec![b'Q'; MAX_LINE], b"\n".to_vec()].concat(), Err(DecodeError::TooLarge));
+    check(
+        &[b"AUTH\t1\tPLAIN\tservice=smtp\tresp=".to_vec(), vec![b'Q'; MAX_LINE], b"\n".to_vec()].concat(),
+        Err(DecodeError::TooLarge),
+    );
     check(&vec![b'x'; 1 << 20], Err(DecodeError::TooLarge));
     bad(b"HELLO\n", None, Invalid::UnknownCommand);
     bad(b"\n", None, Invalid::UnknownCommand);

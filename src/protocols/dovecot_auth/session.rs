@@ -52,7 +52,9 @@ enum Pending {
     /// PLAIN without initial response: waiting for the whole blob.
     Plain,
     LoginUsername,
-    LoginPassword { username: String },
+    LoginPassword {
+        username: String,
+    },
 }
 
 struct Request {
@@ -119,8 +121,8 @@ impl Session {
 
     /// The reply for a decided request.
     pub fn finish(&mut self, id: u32, typed_login: &str, decision: &AuthDecision) -> Step {
-        let echoed = (!typed_login.is_empty() && !typed_login.chars().any(char::is_control))
-            .then(|| typed_login.to_owned());
+        let echoed =
+            (!typed_login.is_empty() && !typed_login.chars().any(char::is_control)).then(|| typed_login.to_owned());
         let text = Some(decision.reply_text.clone());
         let reply = match decision.kind {
             DecisionKind::Accepted => match &decision.login {
@@ -160,9 +162,7 @@ impl Session {
         match (auth.mechanism.as_str(), auth.response) {
             (MECH_PLAIN, Some(resp)) => self.plain(auth.id, client, &resp),
             (MECH_PLAIN, None) => self.wait(auth.id, client, Pending::Plain, String::new()),
-            (MECH_LOGIN, None) => {
-                self.wait(auth.id, client, Pending::LoginUsername, LOGIN_USERNAME_CHALLENGE.into())
-            }
+            (MECH_LOGIN, None) => self.wait(auth.id, client, Pending::LoginUsername, LOGIN_USERNAME_CHALLENGE.into()),
             (MECH_LOGIN, Some(resp)) => match decode_text(&resp) {
                 Some(username) => self.wait(
                     auth.id,

@@ -57,7 +57,8 @@ fn decision(kind: DecisionKind, login: Option<&str>, text: &str) -> AuthDecision
 #[test]
 fn plain_with_initial_response() {
     let mut s = session();
-    let step = s.handle(cmd("AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1\tresp=AGFsaWNlAGFsaWNlLXB3"));
+    let step =
+        s.handle(cmd("AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1\tresp=AGFsaWNlAGFsaWNlLXB3"));
     assert_eq!(asked(step), (1, "alice".into(), None, "alice-pw".into()));
     let ok = sent(s.finish(1, "alice", &decision(DecisionKind::Accepted, Some("alice"), "")));
     assert_eq!(ok, Reply::Ok { id: 1, user: "alice".into() });

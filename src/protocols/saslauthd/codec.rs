@@ -95,7 +95,10 @@ mod tests {
         let four = encode_request(&[b"alice", b"pw", b"smtp", b""]);
         assert_eq!(four, b"\x00\x05alice\x00\x02pw\x00\x04smtp\x00\x00");
         let (r, used) = decode(&four).unwrap();
-        assert_eq!((r.login.as_slice(), r.password.as_slice(), r.service.as_slice(), used), (&b"alice"[..], &b"pw"[..], &b"smtp"[..], four.len()));
+        assert_eq!(
+            (r.login.as_slice(), r.password.as_slice(), r.service.as_slice(), used),
+            (&b"alice"[..], &b"pw"[..], &b"smtp"[..], four.len())
+        );
         assert!(r.remote.is_none());
         let five = encode_request(&[b"alice", b"pw", b"smtp", b"", b"192.0.2.1"]);
         assert_eq!(decode(&five).unwrap().0.remote.as_deref(), Some(&b"192.0.2.1"[..]));
