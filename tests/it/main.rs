@@ -4,6 +4,7 @@
 mod auth_exim;
 mod auth_postfix;
 mod auth_protocol;
+mod auth_reload;
 mod auth_saslauthd;
 mod auth_stack;
 mod cli;
