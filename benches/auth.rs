@@ -24,7 +24,8 @@ use ldap3::LdapConnAsync;
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
 use mailwarrant::testkit::slapd::{Slapd, GENERATED_PASSWORD};
 use mailwarrant::testkit::{free_port, wait_for_port, ChildGuard};
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 const USERS: usize = 10_000;
 const CONCURRENCY: [usize; 3] = [1, 8, 32];
@@ -90,7 +91,7 @@ async fn plain_binds(url: String, workers: usize) -> f64 {
 async fn dovecot_logins(address: SocketAddr, workers: usize, wrong_every: Option<usize>) -> f64 {
     measure(workers, move |w, stop, done| async move {
         let mut client = DovecotClient::connect(address).await.expect("handshake");
-        let mut rng = rand::thread_rng();
+        let mut rng = StdRng::from_entropy();
         let mut i = w * 7919;
         while !stop.load(Ordering::Relaxed) {
             i += 1;
@@ -122,7 +123,7 @@ async fn prime(address: SocketAddr) {
     for w in 0..16 {
         tasks.push(tokio::spawn(async move {
             let mut client = DovecotClient::connect(address).await.expect("handshake");
-            let mut rng = rand::thread_rng();
+            let mut rng = StdRng::from_entropy();
             for i in (w..USERS).step_by(16) {
                 let answer = client.plain(&user(i), GENERATED_PASSWORD, random_rip(&mut rng)).await;
                 assert!(matches!(answer, Ok(Answer::Ok { .. })), "{answer:?}");

@@ -117,8 +117,7 @@ fn fixture(tune: impl FnOnce(&mut AuthSettings)) -> Fixture {
     let identities = IdentityCache::new(lab.clone(), identity_settings);
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
-    let mut settings = AuthSettings::default();
-    settings.failure_delay = Duration::ZERO;
+    let mut settings = AuthSettings { failure_delay: Duration::ZERO, ..Default::default() };
     settings.texts.expired = "Password expired: change it at https://mail.example.com/password".into();
     tune(&mut settings);
     Fixture { auth: Authenticator::new(identities.clone(), store, settings), lab, identities, _dir: dir }

@@ -66,7 +66,8 @@ fn sighup_under_load_loses_no_request() {
             clients.push(tokio::spawn(async move {
                 let mut c = DovecotClient::connect(address).await.expect("handshake");
                 let rip = IpAddr::from([127, 2, 0, i as u8 + 1]);
-                let (user, password) = if i % 2 == 0 { ("alice", "Alice-Demo-2026!") } else { ("bob", "Bob-Demo-2026!") };
+                let (user, password) =
+                    if i % 2 == 0 { ("alice", "Alice-Demo-2026!") } else { ("bob", "Bob-Demo-2026!") };
                 while !stop.load(Ordering::Relaxed) {
                     match c.plain(user, password, rip).await {
                         Ok(Answer::Ok { user: u }) if u == user => ok.fetch_add(1, Ordering::Relaxed),
@@ -96,12 +97,17 @@ fn sighup_under_load_loses_no_request() {
 
         let mut c = DovecotClient::connect(address).await.unwrap();
         let refused = c.plain("alice", "wrong-one", "127.2.9.9".parse().unwrap()).await.unwrap();
-        assert!(matches!(&refused, Answer::Fail { line } if line.ends_with("reason=Refused after reload")), "{refused:?}");
+        assert!(
+            matches!(&refused, Answer::Fail { line } if line.ends_with("reason=Refused after reload")),
+            "{refused:?}"
+        );
     });
 
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log).unwrap_or_default().contains("configuration reloaded")),
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("configuration reloaded")),
         "{text}"
     );
     assert!(text.contains("using a TCP socket from systemd"), "the inherited socket was used: {text}");
