@@ -1,6 +1,7 @@
 //! One integration-test binary (links once): each module drives the
 //! library or the built binary against real parts.
 
+mod auth_directory;
 mod auth_exim;
 mod auth_postfix;
 mod auth_protocol;
