@@ -5,10 +5,12 @@
 //! `ARCHITECTURE.md` for the codemap and the invariants.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod identity;
 pub mod mailer;
+pub mod protocols;
 pub mod reminders;
 pub mod serve;
 pub mod store;

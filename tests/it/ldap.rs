@@ -268,6 +268,41 @@ async fn an_unreachable_first_url_fails_over_to_the_next() {
 }
 
 #[tokio::test]
+async fn connections_fail_back_to_the_first_url_when_it_returns() {
+    let mut first = Slapd::start().expect("slapd starts");
+    let second = Slapd::start().expect("slapd starts");
+    let mut settings = first.ldap_settings();
+    settings.urls = vec![first.url(), second.url()];
+    settings.pool_size = 1;
+    settings.bind_pool_size = 1;
+    let dir = LdapDirectory::with_fail_back_interval(&settings, Duration::from_millis(200)).unwrap();
+    let searches_for_bob = |slapd: &Slapd| slapd.log().matches("(uid=bob)").count();
+
+    first.stop();
+    let bob = user(&dir, "bob").await;
+    assert!(searches_for_bob(&second) > 0, "served by the second server while the first is down");
+    assert_eq!(dir.authenticate(&bob, &password("Bob-Demo-2026!")).await.unwrap(), BindOutcome::ACCEPTED);
+
+    first.start_again().expect("the first server restarts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while searches_for_bob(&first) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never failed back to the first server");
+        user(&dir, "bob").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Binds fail back too: the idle bind connection on the second server
+    // is dropped once older than the interval.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let binds_as_bob = |slapd: &Slapd| slapd.log().matches("BIND dn=\"uid=bob,").count();
+    let before = binds_as_bob(&first);
+    assert_eq!(dir.authenticate(&bob, &password("Bob-Demo-2026!")).await.unwrap(), BindOutcome::ACCEPTED);
+    assert!(
+        mailwarrant::testkit::wait_until(Duration::from_secs(5), || binds_as_bob(&first) > before),
+        "the bind went to the first server"
+    );
+}
+
+#[tokio::test]
 async fn an_outage_is_an_error_not_a_rejection_and_the_pool_recovers() {
     let mut slapd = Slapd::start().expect("slapd starts");
     let dir = directory(&slapd);
@@ -311,6 +346,12 @@ async fn a_hung_directory_times_out() {
     let dir = LdapDirectory::new(&settings).unwrap();
     let started = std::time::Instant::now();
     let err = dir.lookup("alice").await.expect_err("no answer is an error");
+    assert!(matches!(err, DirectoryError::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+
+    let someone = user(&directory(&slapd), "bob").await;
+    let started = std::time::Instant::now();
+    let err = dir.authenticate(&someone, &password("Bob-Demo-2026!")).await.expect_err("no answer is an error");
     assert!(matches!(err, DirectoryError::Timeout(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     drop(listener);

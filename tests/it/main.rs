@@ -2,6 +2,13 @@
 //! library or the built binary against real parts.
 
 mod ad;
+mod auth_directory;
+mod auth_exim;
+mod auth_postfix;
+mod auth_protocol;
+mod auth_reload;
+mod auth_saslauthd;
+mod auth_stack;
 mod cli;
 mod config;
 mod ldap;
