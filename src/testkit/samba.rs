@@ -206,7 +206,7 @@ impl Samba {
             "[directory]\nkind = \"ldap\"\n\n[directory.ldap]\nflavour = \"active_directory\"\nurls = [\"{url}\"]\n\
              ca_file = \"{ca}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password = \"{SERVICE_PASSWORD}\"\n\
              base_dn = \"{PEOPLE_DN}\"\ngroup_base_dn = \"{GROUPS_DN}\"\nsend_as_groups = [\"helpdesk\"]\n\
-             connect_timeout = \"3s\"\noperation_timeout = \"5s\"\n",
+             connect_timeout = \"5s\"\noperation_timeout = \"15s\"\n",
             url = self.url(),
             ca = self.ca_file().display(),
         )

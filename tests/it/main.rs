@@ -2,6 +2,7 @@
 //! library or the built binary against real parts.
 
 mod ad;
+mod ad_auth;
 mod auth_directory;
 mod auth_exim;
 mod auth_postfix;

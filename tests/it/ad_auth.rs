@@ -1,0 +1,99 @@
+//! SMTP AUTH against Active Directory: the Samba AD DC (testkit::samba)
+//! behind mailwarrant's AUTH core and its Dovecot auth front end, over
+//! real sockets. The wire carries what Postfix needs (generic refusals,
+//! `code=pass_expired` for expired and must-change); the exact reason is
+//! the decision's, which the audit line records.
+
+use std::net::{IpAddr, SocketAddr};
+
+use mailwarrant::auth::{AuthRequest, Authenticator, DecisionKind, Protocol, Reason};
+use mailwarrant::config::Config;
+use mailwarrant::serve::App;
+use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
+use mailwarrant::testkit::samba::{self, password_of};
+use secrecy::SecretString;
+
+use crate::auth_stack::Stack;
+
+const SELF_SERVICE: &str = "https://mail.example.com/password";
+
+#[tokio::test]
+async fn ad_account_states_give_the_right_auth_decisions() {
+    let dc = samba::shared().unwrap_or_else(|e| panic!("the Samba AD DC: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[store]\npath = \"state.sqlite\"\n[auth]\nfailure_delay = \"0s\"\nself_service_url = \"{SELF_SERVICE}\"\n",
+        dc.config_toml()
+    );
+    let config = Config::from_toml(&text, dir.path(), &dir.path().join("ad.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let settings = config.auth.clone();
+    let app = App::build(config).await.expect("mailwarrant builds");
+    let auth = Authenticator::new(app.identities.clone(), app.store.clone(), settings);
+    let decide = |login: &str, password: &str, client: &str| {
+        let request = AuthRequest {
+            login: login.to_owned(),
+            authzid: None,
+            password: SecretString::from(password.to_owned()),
+            client: Some(client.parse().unwrap()),
+            protocol: Protocol::DovecotAuth,
+        };
+        let auth = &auth;
+        async move { auth.authenticate(request).await }
+    };
+    for (typed, login) in
+        [("alice", "alice"), ("alice@corp.example.com", "alice"), ("alice@example.com", "alice"), ("BOB", "bob")]
+    {
+        let d = decide(typed, &password_of(login), "127.6.0.1").await;
+        // A second form of a login already checked may come from the credential cache.
+        assert_eq!(d.kind, DecisionKind::Accepted, "{typed}");
+        assert!(matches!(d.reason, Reason::Verified | Reason::Cached), "{typed}: {:?}", d.reason);
+        assert_eq!(d.login.as_ref().map(|l| l.as_str()), Some(login), "{typed}: the canonical login");
+    }
+    for (login, kind, reason) in [
+        ("erin", DecisionKind::PasswordExpired, Reason::PasswordExpired),
+        ("heidi", DecisionKind::PasswordExpired, Reason::MustChangePassword),
+        ("frank", DecisionKind::Refused, Reason::AccountLocked),
+        ("grace", DecisionKind::Refused, Reason::AccountDisabled),
+    ] {
+        let d = decide(login, &password_of(login), "127.6.0.2").await;
+        assert_eq!((d.kind, d.reason), (kind, reason), "{login}");
+    }
+    let d = decide("carol", "Not-Carols-Password-1", "127.6.0.3").await;
+    assert_eq!((d.kind, d.reason), (DecisionKind::Refused, Reason::InvalidCredentials));
+    let d = decide("nobody@corp.example.com", "whatever", "127.6.0.4").await;
+    assert_eq!((d.kind, d.reason), (DecisionKind::Refused, Reason::UnknownUser));
+}
+
+#[test]
+fn ad_logins_and_refusals_over_the_dovecot_auth_protocol() {
+    let dc = samba::shared().unwrap_or_else(|e| panic!("the Samba AD DC: {e}"));
+    let stack = Stack::start(&dc.config_toml(), "");
+    let address = SocketAddr::from(([127, 0, 0, 1], stack.dovecot_port));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = DovecotClient::connect(address).await.unwrap();
+        let rip: IpAddr = "127.7.0.1".parse().unwrap();
+        for typed in ["alice", "alice@corp.example.com", "alice@example.com", "Alice"] {
+            let answer = c.plain(typed, &password_of("alice"), rip).await.unwrap();
+            assert_eq!(answer, Answer::Ok { user: "alice".into() }, "{typed}");
+        }
+        let expired = format!("code=pass_expired\treason=Password expired: change it at {SELF_SERVICE}");
+        for login in ["erin", "heidi"] {
+            let answer = c.plain(login, &password_of(login), rip).await.unwrap();
+            assert!(matches!(&answer, Answer::Fail { line } if line.ends_with(&expired)), "{login}: {answer:?}");
+        }
+        // Locked and disabled: refused without a bind, generically.
+        for login in ["frank", "grace"] {
+            let answer = c.plain(login, &password_of(login), rip).await.unwrap();
+            assert!(
+                matches!(&answer, Answer::Fail { line } if line.ends_with(&format!("user={login}\treason=Authentication failed"))),
+                "{login}: {answer:?}"
+            );
+        }
+        let wrong = c.plain("dave", "Not-Daves-Password-1", rip).await.unwrap();
+        assert!(
+            matches!(&wrong, Answer::Fail { line } if line.ends_with("user=dave\treason=Authentication failed")),
+            "{wrong:?}"
+        );
+    });
+}
