@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 # package:file-that-proves-it-is-installed
 REQUIRED=(
   slapd:/usr/sbin/slapd
+  samba:/usr/sbin/samba
+  openssl:/usr/bin/openssl
   ldap-utils:/usr/bin/ldapsearch
   postfix:/usr/sbin/postfix
   swaks:/usr/bin/swaks
