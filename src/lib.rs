@@ -8,6 +8,8 @@
 pub mod config;
 pub mod directory;
 pub mod identity;
+pub mod mailer;
+pub mod reminders;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

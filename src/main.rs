@@ -1,1 +1,243 @@
-fn main() {}
+//! The `mailwarrant` command line: a thin edge over the library.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use mailwarrant::config::Config;
+use mailwarrant::directory::AddressOwner;
+use mailwarrant::identity::Address;
+use mailwarrant::serve::{self, App};
+use mailwarrant::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "mailwarrant", version, about = "The corporate directory decides who may send mail, and how much")]
+struct Cli {
+    /// Log as human text or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every configured listener until SIGTERM or SIGINT.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print it with secrets redacted.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print what the directory says about a login or address, as JSON.
+    Lookup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A login (`alice`) or an address (`a.smith@example.com`).
+        who: String,
+    },
+    /// Send the password expiry reminders that are due (once per user and
+    /// stage), or list them with --dry-run.
+    Remind {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// List who would get which mail; send and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Pretend it is this instant (RFC 3339), for rehearsals and tests.
+        #[arg(long, value_parser = parse_instant)]
+        now: Option<time::OffsetDateTime>,
+    },
+    /// Read a password from standard input and print its `{ARGON2}` hash,
+    /// for LDIF directories.
+    HashPassword,
+    /// Print the JSON Schema of the config file.
+    #[command(hide = true)]
+    ConfigSchema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailwarrant: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::ConfigSchema => {
+            print!("{}", mailwarrant::config::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword => hash_password(),
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Remind { config, dry_run, json, now } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(remind(config, dry_run, json, now))
+        }
+        Command::Lookup { config, who } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(lookup(config, &who))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("while starting the async runtime")
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}", config.redacted_toml());
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            eprintln!("{}: OK ({} warning(s))", path.display(), config.warnings.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("type the password, then Enter:");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("while reading the password")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("an empty password cannot be hashed");
+    }
+    let hash = mailwarrant::directory::ldif::password::hash(password.as_bytes())
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    for w in &config.warnings {
+        tracing::warn!(key = %w.path, "{}", w.message);
+    }
+    let app = App::build(config).await.context("while starting")?;
+    let (trigger, shutdown) = serve::shutdown::channel();
+    let server = tokio::spawn(serve::run(app, shutdown));
+    wait_for_stop_signal().await?;
+    trigger.fire();
+    server.await.context("while stopping")??;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("while installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        r = tokio::signal::ctrl_c() => { r.context("while waiting for SIGINT")?; tracing::info!("SIGINT received") }
+    }
+    Ok(())
+}
+
+async fn lookup(config: Config, who: &str) -> anyhow::Result<ExitCode> {
+    let directory = mailwarrant::directory::open(&config.directory).await.context("while opening the directory")?;
+    let found = match directory.lookup(who).await? {
+        Some(identity) => Some(serde_json::to_string_pretty(&identity)?),
+        None => match Address::parse(who) {
+            Ok(address) => match directory.lookup_address(&address).await? {
+                Some(AddressOwner::User { identity }) => Some(serde_json::to_string_pretty(&*identity)?),
+                Some(owner @ AddressOwner::List { .. }) => Some(serde_json::to_string_pretty(&owner)?),
+                None => None,
+            },
+            Err(_) => None,
+        },
+    };
+    match found {
+        Some(json) => {
+            println!("{json}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("{who}: not found in the directory");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|e| e.to_string())
+}
+
+async fn remind(
+    config: Config,
+    dry_run: bool,
+    json: bool,
+    now: Option<time::OffsetDateTime>,
+) -> anyhow::Result<ExitCode> {
+    use mailwarrant::reminders::{Job, Status};
+
+    let Some(settings) = config.reminders.clone() else {
+        bail!("{}: no [reminders] section; add one to send reminders", config.file.display());
+    };
+    let directory = mailwarrant::directory::open(&config.directory).await.context("while opening the directory")?;
+    let store = serve::open_store(&config.store).context("while opening the store")?;
+    let mailer = match (&config.mailer, dry_run) {
+        (Some(m), false) => Some(mailwarrant::mailer::Mailer::new(m).context("while setting up the mailer")?),
+        _ => None,
+    };
+    let job = Job { directory: &*directory, store: &*store, settings: &settings, mailer: mailer.as_ref() };
+    let report = job.run(now.unwrap_or_else(time::OffsetDateTime::now_utc)).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{:<20} {:<32} {:<9} {:>9}  {:<17} STATUS", "LOGIN", "ADDRESS", "STAGE", "DAYS LEFT", "EXPIRES");
+        for o in &report.outcomes {
+            let stage = match o.mail.stage {
+                mailwarrant::reminders::Stage::Warning(d) => format!("{d}d"),
+                mailwarrant::reminders::Stage::Expired => "expired".into(),
+            };
+            let status = match &o.status {
+                Status::WouldSend => "would send".to_owned(),
+                Status::Sent => "sent".to_owned(),
+                Status::AlreadySent => "already sent".to_owned(),
+                Status::Failed(e) => format!("FAILED: {e}"),
+            };
+            println!(
+                "{:<20} {:<32} {:<9} {:>9}  {:<17} {status}",
+                o.mail.login, o.mail.address, stage, o.mail.days_left, o.expires_on
+            );
+        }
+        println!(
+            "{} users scanned, {} due: {} sent, {} would send, {} already sent, {} failed",
+            report.users_scanned,
+            report.outcomes.len(),
+            report.count(&Status::Sent),
+            report.count(&Status::WouldSend),
+            report.count(&Status::AlreadySent),
+            report.failed()
+        );
+    }
+    Ok(if report.failed() > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}

@@ -9,7 +9,9 @@
 pub mod directory;
 pub mod duration;
 pub mod identity;
+pub mod mailer;
 pub mod problems;
+pub mod reminders;
 pub mod secret;
 pub mod store;
 
@@ -21,8 +23,13 @@ use serde::{Deserialize, Serialize};
 
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use identity::IdentitySettings;
+pub use mailer::MailerSettings;
 pub use problems::{ConfigError, Problem, Problems};
+pub use reminders::ReminderSettings;
 pub use store::StoreSettings;
+
+/// The top-level tables a config file may have.
+const SECTIONS: &[&str] = &["directory", "identity", "store", "mailer", "reminders"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -41,6 +48,9 @@ pub struct RawConfig {
     pub identity: identity::RawIdentity,
     #[serde(default)]
     pub store: store::RawStore,
+    /// Outgoing mail; needed by reminders and change confirmations.
+    pub mailer: Option<mailer::RawMailer>,
+    pub reminders: Option<reminders::RawReminders>,
 }
 
 /// The validated configuration every component is built from.
@@ -50,6 +60,8 @@ pub struct Config {
     pub directory: DirectorySettings,
     pub identity: IdentitySettings,
     pub store: StoreSettings,
+    pub mailer: Option<MailerSettings>,
+    pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
     pub warnings: Vec<Problem>,
     /// The file as read, for `check-config` (secrets redacted on output).
@@ -76,25 +88,41 @@ impl Config {
             Err(e) => return Err(fail(vec![Problem { path: "(syntax)".into(), message: e.to_string() }])),
         };
         for key in table.keys() {
-            if !matches!(key.as_str(), "directory" | "identity" | "store") {
-                p.error(key.clone(), "unknown section; known: directory, identity, store");
+            if !SECTIONS.contains(&key.as_str()) {
+                p.error(key.clone(), format!("unknown section; known: {}", SECTIONS.join(", ")));
             }
         }
         let directory = section::<directory::RawDirectory>(&mut p, &table, "directory", None);
         let identity = section::<identity::RawIdentity>(&mut p, &table, "identity", Some(Default::default()));
         let store = section::<store::RawStore>(&mut p, &table, "store", Some(Default::default()));
+        let mailer = section::<Option<mailer::RawMailer>>(&mut p, &table, "mailer", Some(None));
+        let reminders = section::<Option<reminders::RawReminders>>(&mut p, &table, "reminders", Some(None));
 
-        let (Some(directory), Some(identity), Some(store)) = (directory, identity, store) else {
+        let (Some(directory), Some(identity), Some(store), Some(mailer), Some(reminders)) =
+            (directory, identity, store, mailer, reminders)
+        else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store };
+        let raw = RawConfig { directory, identity, store, mailer, reminders };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
+        let mailer = raw.mailer.as_ref().map(|m| m.validate(&mut p, base_dir));
+        let reminders = raw.reminders.as_ref().map(|r| r.validate(&mut p, base_dir));
+        if reminders.is_some() && mailer.is_none() {
+            p.error("reminders", "reminders need a [mailer] section to send with");
+        }
         match (directory, identity, store) {
-            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => {
-                Ok(Config { file: file.to_path_buf(), directory, identity, store, warnings: p.warnings, raw })
-            }
+            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => Ok(Config {
+                file: file.to_path_buf(),
+                directory,
+                identity,
+                store,
+                mailer: mailer.flatten(),
+                reminders: reminders.flatten(),
+                warnings: p.warnings,
+                raw,
+            }),
             _ => Err(fail(p.errors)),
         }
     }

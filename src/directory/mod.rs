@@ -8,6 +8,7 @@
 //! two must never be confused.
 
 pub mod escape;
+pub mod generalized_time;
 pub mod ldap;
 pub mod ldif;
 pub mod template;
@@ -18,7 +19,8 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::Serialize;
 
-use crate::identity::{Address, Identity};
+use crate::config::DirectorySettings;
+use crate::identity::{AccountState, Address, Identity, Login};
 
 /// A directory that cannot answer. Never a verdict on a password.
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +81,40 @@ pub struct DistributionList {
     pub address: Address,
 }
 
+/// A user as the reminder scan needs them: no groups, so a scan of
+/// 100,000 users costs one paged search, not one group search each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UserSummary {
+    pub login: Login,
+    pub dn: String,
+    pub display_name: String,
+    pub primary_address: Option<Address>,
+    pub account: AccountState,
+}
+
 /// Who an address belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AddressOwner {
     User { identity: Arc<Identity> },
     List { list: DistributionList },
+}
+
+/// Opens the configured directory.
+pub async fn open(settings: &DirectorySettings) -> Result<Arc<dyn Directory>> {
+    match settings {
+        DirectorySettings::Ldif(s) => Ok(Arc::new(ldif::LdifDirectory::open(s)?)),
+        DirectorySettings::Ldap(s) => {
+            let directory = ldap::LdapDirectory::new(s)?;
+            // Start even when the directory is down: listeners must exist
+            // (Postfix's smtpd exits without its auth socket), and every
+            // answer is a temporary failure until the directory is back.
+            if let Err(e) = directory.check_health().await {
+                tracing::error!(error = %e, "the directory does not answer yet; serving temporary failures until it does");
+            }
+            Ok(Arc::new(directory))
+        }
+    }
 }
 
 /// What every directory backend provides.
@@ -101,6 +131,9 @@ pub trait Directory: Send + Sync + 'static {
     /// `Rejected(EmptyPassword)` for an empty password without contacting
     /// the server.
     async fn authenticate(&self, identity: &Identity, password: &SecretString) -> Result<BindOutcome>;
+
+    /// Every user, with account and password state (paged on LDAP).
+    async fn list_users(&self) -> Result<Vec<UserSummary>>;
 
     /// All groups that have a mail address.
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>>;

@@ -6,7 +6,9 @@
 //! and `scripts/` helpers share one way of starting a part. Nothing here is
 //! used by `serve`.
 
+pub mod postfix;
 pub mod slapd;
+pub mod smtp_server;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

@@ -116,7 +116,7 @@ impl Slapd {
         let config = Config::from_toml(&self.config_toml(), &self.dir, Path::new("slapd-fixture.toml"))
             .expect("the fixture's config is valid");
         match config.directory {
-            DirectorySettings::Ldap(s) => s,
+            DirectorySettings::Ldap(s) => *s,
             DirectorySettings::Ldif(_) => unreachable!("the fixture config says kind = \"ldap\""),
         }
     }

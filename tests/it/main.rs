@@ -1,1 +1,9 @@
+//! One integration-test binary (links once): each module drives the
+//! library or the built binary against real parts.
+
+mod cli;
+mod config;
 mod ldap;
+mod ldif;
+mod postfix;
+mod reminders;

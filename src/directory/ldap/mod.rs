@@ -30,7 +30,9 @@ use time::OffsetDateTime;
 use self::lookup::{Entry, Reader};
 use self::pool::{rc, BindPool, Connector, Search, SearchPool};
 use self::ppolicy::{PpolicyError, PpolicyResponse};
-use super::{AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result};
+use super::{
+    AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result, UserSummary,
+};
 use crate::config::LdapSettings;
 use crate::identity::{Address, Identity};
 
@@ -216,6 +218,10 @@ impl Directory for LdapDirectory {
         let outcome = bind_outcome(result.rc, &result.text, control, identity.account.enabled);
         tracing::debug!(dn = %identity.dn, code = result.rc, ?outcome, "user bind");
         outcome
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserSummary>> {
+        self.reader.summaries(OffsetDateTime::now_utc()).await
     }
 
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>> {
