@@ -1,1 +1,168 @@
-fn main() {}
+//! The `mailwarrant` command line: a thin edge over the library.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use mailwarrant::config::Config;
+use mailwarrant::directory::AddressOwner;
+use mailwarrant::identity::Address;
+use mailwarrant::serve::{self, App};
+use mailwarrant::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "mailwarrant", version, about = "The corporate directory decides who may send mail, and how much")]
+struct Cli {
+    /// Log as human text or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every configured listener until SIGTERM or SIGINT.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print it with secrets redacted.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print what the directory says about a login or address, as JSON.
+    Lookup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A login (`alice`) or an address (`a.smith@example.com`).
+        who: String,
+    },
+    /// Read a password from standard input and print its `{ARGON2}` hash,
+    /// for LDIF directories.
+    HashPassword,
+    /// Print the JSON Schema of the config file.
+    #[command(hide = true)]
+    ConfigSchema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailwarrant: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::ConfigSchema => {
+            print!("{}", mailwarrant::config::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword => hash_password(),
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lookup { config, who } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(lookup(config, &who))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("while starting the async runtime")
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}", config.redacted_toml());
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            eprintln!("{}: OK ({} warning(s))", path.display(), config.warnings.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("type the password, then Enter:");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("while reading the password")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("an empty password cannot be hashed");
+    }
+    let hash = mailwarrant::directory::ldif::password::hash(password.as_bytes())
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    for w in &config.warnings {
+        tracing::warn!(key = %w.path, "{}", w.message);
+    }
+    let app = App::build(config).await.context("while starting")?;
+    let (trigger, shutdown) = serve::shutdown::channel();
+    let server = tokio::spawn(serve::run(app, shutdown));
+    wait_for_stop_signal().await?;
+    trigger.fire();
+    server.await.context("while stopping")??;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("while installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        r = tokio::signal::ctrl_c() => { r.context("while waiting for SIGINT")?; tracing::info!("SIGINT received") }
+    }
+    Ok(())
+}
+
+async fn lookup(config: Config, who: &str) -> anyhow::Result<ExitCode> {
+    let directory = mailwarrant::directory::open(&config.directory).await.context("while opening the directory")?;
+    let found = match directory.lookup(who).await? {
+        Some(identity) => Some(serde_json::to_string_pretty(&identity)?),
+        None => match Address::parse(who) {
+            Ok(address) => match directory.lookup_address(&address).await? {
+                Some(AddressOwner::User { identity }) => Some(serde_json::to_string_pretty(&*identity)?),
+                Some(owner @ AddressOwner::List { .. }) => Some(serde_json::to_string_pretty(&owner)?),
+                None => None,
+            },
+            Err(_) => None,
+        },
+    };
+    match found {
+        Some(json) => {
+            println!("{json}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("{who}: not found in the directory");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

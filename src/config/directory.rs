@@ -156,7 +156,7 @@ fn default_operation_timeout() -> String {
 #[derive(Debug, Clone)]
 pub enum DirectorySettings {
     Ldif(LdifSettings),
-    Ldap(LdapSettings),
+    Ldap(Box<LdapSettings>),
 }
 
 #[derive(Debug, Clone)]
@@ -222,7 +222,7 @@ impl Validate for RawDirectory {
                 if self.ldif.is_some() {
                     p.warn("directory.ldif", "ignored because kind = \"ldap\"");
                 }
-                ldap.validate(p, base_dir).map(DirectorySettings::Ldap)
+                ldap.validate(p, base_dir).map(|s| DirectorySettings::Ldap(Box::new(s)))
             }
         }
     }

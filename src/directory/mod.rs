@@ -8,6 +8,7 @@
 //! two must never be confused.
 
 pub mod escape;
+pub mod generalized_time;
 pub mod ldap;
 pub mod ldif;
 pub mod template;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::Serialize;
 
+use crate::config::DirectorySettings;
 use crate::identity::{Address, Identity};
 
 /// A directory that cannot answer. Never a verdict on a password.
@@ -85,6 +87,16 @@ pub struct DistributionList {
 pub enum AddressOwner {
     User { identity: Arc<Identity> },
     List { list: DistributionList },
+}
+
+/// Opens the configured directory.
+pub async fn open(settings: &DirectorySettings) -> Result<Arc<dyn Directory>> {
+    match settings {
+        DirectorySettings::Ldif(s) => Ok(Arc::new(ldif::LdifDirectory::open(s)?)),
+        DirectorySettings::Ldap(_) => {
+            Err(DirectoryError::Unreachable("the LDAP backend is not built into this revision".into()))
+        }
+    }
 }
 
 /// What every directory backend provides.

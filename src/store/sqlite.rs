@@ -1,1 +1,378 @@
-//! SQLite store (being written).
+//! The embedded store: one SQLite file (WAL, `synchronous=FULL`).
+//!
+//! One worker thread owns the connection. Requests arrive over a channel
+//! and are applied in batches, one transaction per batch (group commit):
+//! every caller's answer comes only after its write is durable, yet a
+//! burst of policy requests costs one fsync, not one each. Async callers
+//! never block on SQLite. Expiry is checked against the store's own clock
+//! at read time, and expired rows are purged periodically.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Result, Store, StoreError};
+
+/// Most requests applied in one transaction.
+const MAX_BATCH: usize = 512;
+/// Purge expired rows after this many batches.
+const PURGE_EVERY: u64 = 1024;
+
+enum Op {
+    Incr { key: String, delta: i64, ttl: Duration },
+    Counter { key: String },
+    CounterTtl { key: String },
+    Set { key: String, value: Vec<u8>, ttl: Option<Duration> },
+    SetIfAbsent { key: String, value: Vec<u8>, ttl: Option<Duration> },
+    Get { key: String },
+    Delete { key: String },
+    Append { log: String, record: Vec<u8>, keep: usize },
+    Tail { log: String, limit: usize },
+    Ping,
+}
+
+enum Answer {
+    Int(i64),
+    CounterTtl(Option<(i64, Duration)>),
+    Bool(bool),
+    Bytes(Option<Vec<u8>>),
+    Records(Vec<Vec<u8>>),
+    Unit,
+}
+
+type Reply = oneshot::Sender<Result<Answer>>;
+
+/// Handle to the worker; cheap to clone, the worker stops when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    tx: mpsc::Sender<(Op, Reply)>,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database and starts the worker.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        init(&conn).map_err(backend)?;
+        let (tx, rx) = mpsc::channel(4096);
+        std::thread::Builder::new()
+            .name("mailwarrant-sqlite".into())
+            .spawn(move || worker(conn, rx))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite worker: {e}")))?;
+        Ok(Self { tx })
+    }
+
+    async fn call(&self, op: Op) -> Result<Answer> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((op, reply)).await.map_err(|_| StoreError::WorkerGone)?;
+        answer.await.map_err(|_| StoreError::WorkerGone)?
+    }
+}
+
+fn init(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at INTEGER) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, log TEXT NOT NULL, record BLOB NOT NULL);
+         CREATE INDEX IF NOT EXISTS records_by_log ON records (log, seq);",
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+fn expiry(ttl: Duration) -> i64 {
+    now_ms().saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64)
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn worker(mut conn: Connection, mut rx: mpsc::Receiver<(Op, Reply)>) {
+    let mut batches: u64 = 0;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let answers: Vec<(Reply, Result<Answer>)> = match conn.transaction() {
+            Ok(tx) => {
+                let answers: Vec<_> = batch.drain(..).map(|(op, reply)| (reply, apply(&tx, op))).collect();
+                match tx.commit() {
+                    Ok(()) => answers,
+                    Err(e) => {
+                        let err = backend(e);
+                        answers.into_iter().map(|(r, _)| (r, Err(StoreError::Backend(err.to_string())))).collect()
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                batch.drain(..).map(|(_, reply)| (reply, Err(StoreError::Unavailable(msg.clone())))).collect()
+            }
+        };
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
+        }
+        batches += 1;
+        if batches % PURGE_EVERY == 0 {
+            let now = now_ms();
+            let _ = conn.execute("DELETE FROM counters WHERE expires_at <= ?1", [now]);
+            let _ = conn.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now]);
+        }
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, op: Op) -> Result<Answer> {
+    let now = now_ms();
+    let answer = match op {
+        Op::Incr { key, delta, ttl } => Answer::Int(
+            tx.prepare_cached(
+                "INSERT INTO counters (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET
+                   value = CASE WHEN expires_at <= ?4 THEN ?2 ELSE value + ?2 END,
+                   expires_at = CASE WHEN expires_at <= ?4 THEN ?3 ELSE expires_at END
+                 RETURNING value",
+            )
+            .and_then(|mut s| s.query_row(params![key, delta, expiry(ttl), now], |r| r.get(0)))
+            .map_err(backend)?,
+        ),
+        Op::Counter { key } => Answer::Int(
+            tx.prepare_cached("SELECT value FROM counters WHERE key = ?1 AND expires_at > ?2")
+                .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)).optional())
+                .map_err(backend)?
+                .unwrap_or(0),
+        ),
+        Op::CounterTtl { key } => Answer::CounterTtl(
+            tx.prepare_cached("SELECT value, expires_at FROM counters WHERE key = ?1 AND expires_at > ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![key, now], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).optional()
+                })
+                .map_err(backend)?
+                .map(|(v, at)| (v, Duration::from_millis((at - now).max(0) as u64))),
+        ),
+        Op::Set { key, value, ttl } => {
+            tx.prepare_cached("INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![key, value, ttl.map(expiry)]))
+                .map_err(backend)?;
+            Answer::Unit
+        }
+        Op::SetIfAbsent { key, value, ttl } => Answer::Bool(
+            tx.prepare_cached(
+                "INSERT INTO kv (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2, expires_at = ?3
+                 WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?4",
+            )
+            .and_then(|mut s| s.execute(params![key, value, ttl.map(expiry), now]))
+            .map_err(backend)?
+                == 1,
+        ),
+        Op::Get { key } => Answer::Bytes(
+            tx.prepare_cached("SELECT value FROM kv WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)")
+                .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)).optional())
+                .map_err(backend)?,
+        ),
+        Op::Delete { key } => {
+            let kv = tx
+                .prepare_cached("DELETE FROM kv WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)")
+                .and_then(|mut s| s.execute(params![key, now]))
+                .map_err(backend)?;
+            let counters = tx
+                .prepare_cached("DELETE FROM counters WHERE key = ?1 AND expires_at > ?2")
+                .and_then(|mut s| s.execute(params![key, now]))
+                .map_err(backend)?;
+            Answer::Bool(kv + counters > 0)
+        }
+        Op::Append { log, record, keep } => {
+            tx.prepare_cached("INSERT INTO records (log, record) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![log, record]))
+                .map_err(backend)?;
+            let seq = tx.last_insert_rowid();
+            tx.prepare_cached(
+                "DELETE FROM records WHERE log = ?1 AND seq <= (SELECT seq FROM records WHERE log = ?1 AND seq <= ?2
+                 ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+            )
+            .and_then(|mut s| s.execute(params![log, seq, keep as i64]))
+            .map_err(backend)?;
+            Answer::Unit
+        }
+        Op::Tail { log, limit } => Answer::Records(
+            tx.prepare_cached("SELECT record FROM records WHERE log = ?1 ORDER BY seq DESC LIMIT ?2")
+                .and_then(|mut s| {
+                    s.query_map(params![log, limit as i64], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(backend)?,
+        ),
+        Op::Ping => {
+            tx.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)?;
+            Answer::Unit
+        }
+    };
+    Ok(answer)
+}
+
+fn unexpected() -> StoreError {
+    StoreError::Backend("the SQLite worker answered another kind of request".into())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64> {
+        match self.call(Op::Incr { key: key.to_owned(), delta, ttl }).await? {
+            Answer::Int(v) => Ok(v),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn counter(&self, key: &str) -> Result<i64> {
+        match self.call(Op::Counter { key: key.to_owned() }).await? {
+            Answer::Int(v) => Ok(v),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn counter_with_ttl(&self, key: &str) -> Result<Option<(i64, Duration)>> {
+        match self.call(Op::CounterTtl { key: key.to_owned() }).await? {
+            Answer::CounterTtl(v) => Ok(v),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
+        match self.call(Op::Set { key: key.to_owned(), value: value.to_vec(), ttl }).await? {
+            Answer::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<bool> {
+        match self.call(Op::SetIfAbsent { key: key.to_owned(), value: value.to_vec(), ttl }).await? {
+            Answer::Bool(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self.call(Op::Get { key: key.to_owned() }).await? {
+            Answer::Bytes(v) => Ok(v),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        match self.call(Op::Delete { key: key.to_owned() }).await? {
+            Answer::Bool(b) => Ok(b),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn append(&self, log: &str, record: &[u8], keep: usize) -> Result<()> {
+        match self.call(Op::Append { log: log.to_owned(), record: record.to_vec(), keep }).await? {
+            Answer::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn tail(&self, log: &str, limit: usize) -> Result<Vec<Vec<u8>>> {
+        match self.call(Op::Tail { log: log.to_owned(), limit }).await? {
+            Answer::Records(v) => Ok(v),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn check_health(&self) -> Result<()> {
+        match self.call(Op::Ping).await? {
+            Answer::Unit => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn counters_add_expire_and_restart_from_zero() {
+        let (_d, s) = store();
+        assert_eq!(s.incr("c", 2, Duration::from_millis(150)).await.unwrap(), 2);
+        assert_eq!(s.incr("c", 3, Duration::from_secs(60)).await.unwrap(), 5);
+        let (v, left) = s.counter_with_ttl("c").await.unwrap().unwrap();
+        assert_eq!(v, 5);
+        assert!(left <= Duration::from_millis(150), "an existing counter keeps its expiry");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(s.counter("c").await.unwrap(), 0);
+        assert_eq!(s.incr("c", 1, Duration::from_secs(60)).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_increments_are_never_lost() {
+        let (_d, s) = store();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        s.incr("k", 1, Duration::from_secs(60)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(s.counter("k").await.unwrap(), 64 * 50);
+    }
+
+    #[tokio::test]
+    async fn set_if_absent_is_a_lock() {
+        let (_d, s) = store();
+        assert!(s.set_if_absent("l", b"a", Some(Duration::from_millis(100))).await.unwrap());
+        assert!(!s.set_if_absent("l", b"b", None).await.unwrap());
+        assert_eq!(s.get("l").await.unwrap().as_deref(), Some(&b"a"[..]));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(s.set_if_absent("l", b"c", None).await.unwrap());
+        assert!(s.delete("l").await.unwrap());
+        assert_eq!(s.get("l").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn logs_keep_only_the_newest() {
+        let (_d, s) = store();
+        for i in 0..10u8 {
+            s.append("audit", &[i], 3).await.unwrap();
+        }
+        s.append("other", b"x", 3).await.unwrap();
+        assert_eq!(s.tail("audit", 10).await.unwrap(), vec![vec![9], vec![8], vec![7]]);
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.incr("day", 7, Duration::from_secs(3600)).await.unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.counter("day").await.unwrap(), 7);
+    }
+}

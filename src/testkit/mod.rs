@@ -6,6 +6,8 @@
 //! and `scripts/` helpers share one way of starting a part. Nothing here is
 //! used by `serve`.
 
+pub mod postfix;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command};

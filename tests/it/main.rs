@@ -1,1 +1,7 @@
+//! One integration-test binary (links once): each module drives the
+//! library or the built binary against real parts.
 
+mod cli;
+mod config;
+mod ldif;
+mod postfix;

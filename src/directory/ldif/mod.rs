@@ -1,1 +1,235 @@
-//! LDIF file backend (being written).
+//! The embedded default directory: users and groups read from an LDIF
+//! file, for the demo and small sites.
+//!
+//! Same attributes as the OpenLDAP schema in `schemas/ldap/` (`uid`,
+//! `mail`, `mailAlternateAddress`, `mailwarrantSendAs`, `groupOfNames`
+//! with `member`, ppolicy's `pwdChangedTime`, `pwdAccountLockedTime`,
+//! `pwdReset`, and `mailwarrantAccountDisabled`), so a site can move to
+//! OpenLDAP by loading the same file. Passwords must be `{ARGON2}` or
+//! `{SSHA}` hashes.
+
+pub mod parse;
+pub mod password;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
+use super::{AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result};
+use crate::config::LdifSettings;
+use crate::directory::generalized_time;
+use crate::identity::{AccountState, AccountStatus, Address, GroupRef, Identity, Login};
+use parse::Entry;
+
+/// Nesting deeper than this is treated as a loop in the data.
+const MAX_GROUP_DEPTH: usize = 16;
+
+/// An LDIF file loaded into memory, indexed for lookups.
+pub struct LdifDirectory {
+    users: Vec<Arc<User>>,
+    by_login: HashMap<String, usize>,
+    by_address: HashMap<String, usize>,
+    lists: Vec<DistributionList>,
+    lists_by_address: HashMap<String, usize>,
+}
+
+struct User {
+    identity: Identity,
+    password_hash: Option<String>,
+}
+
+impl LdifDirectory {
+    /// Reads the file named in the settings.
+    pub fn open(settings: &LdifSettings) -> Result<Self> {
+        let text = std::fs::read_to_string(&settings.path)
+            .map_err(|e| DirectoryError::Source(format!("{}: {e}", settings.path.display())))?;
+        let entries =
+            parse::parse(&text).map_err(|e| DirectoryError::Source(format!("{}: {e}", settings.path.display())))?;
+        Self::from_entries(&entries, settings.password_max_age)
+    }
+
+    /// Builds the indexes; `max_age` gives password expiry.
+    pub fn from_entries(entries: &[Entry], max_age: Option<Duration>) -> Result<Self> {
+        let groups: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.has_object_class("groupOfNames") || e.has_object_class("groupOfUniqueNames"))
+            .collect();
+        let mut dir = LdifDirectory {
+            users: Vec::new(),
+            by_login: HashMap::new(),
+            by_address: HashMap::new(),
+            lists: Vec::new(),
+            lists_by_address: HashMap::new(),
+        };
+        for g in &groups {
+            if let Some(mail) = g.first("mail") {
+                let address = Address::parse(mail).map_err(|e| bad(&g.dn, "mail", e))?;
+                dir.lists_by_address.insert(address_key(&address), dir.lists.len());
+                dir.lists.push(DistributionList { dn: g.dn.clone(), name: group_name(g), address });
+            }
+        }
+        for e in entries.iter().filter(|e| e.first("uid").is_some() && e.has_object_class("inetOrgPerson")) {
+            let user = user_from_entry(e, &groups, max_age)?;
+            let index = dir.users.len();
+            let login_key = user.identity.login.as_str().to_ascii_lowercase();
+            if dir.by_login.insert(login_key, index).is_some() {
+                return Err(DirectoryError::Data(format!("two entries have uid {}", user.identity.login)));
+            }
+            for a in user.identity.primary_address.iter().chain(&user.identity.aliases) {
+                dir.by_address.insert(address_key(a), index);
+            }
+            dir.users.push(Arc::new(user));
+        }
+        Ok(dir)
+    }
+
+    fn find(&self, typed: &str) -> Option<&Arc<User>> {
+        let key = typed.trim().to_ascii_lowercase();
+        let index = self.by_login.get(&key).or_else(|| self.by_address.get(&key))?;
+        self.users.get(*index)
+    }
+}
+
+#[async_trait]
+impl Directory for LdifDirectory {
+    async fn lookup(&self, login: &str) -> Result<Option<Identity>> {
+        Ok(self.find(login).map(|u| u.identity.clone()))
+    }
+
+    async fn lookup_address(&self, address: &Address) -> Result<Option<AddressOwner>> {
+        let key = address_key(address);
+        if let Some(i) = self.by_address.get(&key) {
+            return Ok(Some(AddressOwner::User { identity: Arc::new(self.users[*i].identity.clone()) }));
+        }
+        Ok(self.lists_by_address.get(&key).map(|i| AddressOwner::List { list: self.lists[*i].clone() }))
+    }
+
+    async fn authenticate(&self, identity: &Identity, password: &SecretString) -> Result<BindOutcome> {
+        if password.expose_secret().is_empty() {
+            return Ok(BindOutcome::Rejected(RejectReason::EmptyPassword));
+        }
+        let Some(user) =
+            self.by_login.get(&identity.login.as_str().to_ascii_lowercase()).map(|i| self.users[*i].clone())
+        else {
+            return Ok(BindOutcome::Rejected(RejectReason::InvalidCredentials));
+        };
+        let Some(stored) = user.password_hash.clone() else {
+            return Ok(BindOutcome::Rejected(RejectReason::InvalidCredentials));
+        };
+        let password = password.clone();
+        // Argon2 costs tens of milliseconds: keep it off the async workers.
+        let verdict =
+            tokio::task::spawn_blocking(move || password::verify(&stored, password.expose_secret().as_bytes()))
+                .await
+                .map_err(|e| DirectoryError::Source(format!("password check aborted: {e}")))?;
+        if verdict != password::Verdict::Match {
+            return Ok(BindOutcome::Rejected(RejectReason::InvalidCredentials));
+        }
+        // Like a ppolicy bind: only a right password learns the account state.
+        Ok(match user.identity.account.status(OffsetDateTime::now_utc()) {
+            AccountStatus::Disabled => BindOutcome::Rejected(RejectReason::AccountDisabled),
+            AccountStatus::Locked => BindOutcome::Rejected(RejectReason::AccountLocked),
+            AccountStatus::PasswordExpired => BindOutcome::Rejected(RejectReason::PasswordExpired),
+            AccountStatus::Active | AccountStatus::MustChangePassword => BindOutcome::ACCEPTED,
+        })
+    }
+
+    async fn distribution_lists(&self) -> Result<Vec<DistributionList>> {
+        Ok(self.lists.clone())
+    }
+
+    async fn check_health(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "ldif"
+    }
+}
+
+fn user_from_entry(e: &Entry, groups: &[&Entry], max_age: Option<Duration>) -> Result<User> {
+    let login = e.first("uid").unwrap_or_default();
+    let parse_address = |attr: &str, v: &String| Address::parse(v).map_err(|err| bad(&e.dn, attr, err));
+    let primary_address = e.first("mail").map(|m| parse_address("mail", &m.to_owned())).transpose()?;
+    let aliases = e
+        .all("mailAlternateAddress")
+        .iter()
+        .map(|v| parse_address("mailAlternateAddress", v))
+        .collect::<Result<_>>()?;
+    let send_as =
+        e.all("mailwarrantSendAs").iter().map(|v| parse_address("mailwarrantSendAs", v)).collect::<Result<_>>()?;
+    let changed_at = e
+        .first("pwdChangedTime")
+        .map(|t| generalized_time::parse(t).map_err(|err| bad(&e.dn, "pwdChangedTime", err)))
+        .transpose()?;
+    let locked = e.first("pwdAccountLockedTime").is_some();
+    let disabled = e.first("mailwarrantAccountDisabled").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
+    let password_hash = e.first("userPassword").map(str::to_owned);
+    if let Some(h) = &password_hash {
+        if !password::is_supported(h) {
+            return Err(bad(&e.dn, "userPassword", "not an {ARGON2} or {SSHA} hash"));
+        }
+    }
+    Ok(User {
+        identity: Identity {
+            login: Login::new(login),
+            dn: e.dn.clone(),
+            display_name: e.first("displayName").or(e.first("cn")).unwrap_or(login).to_owned(),
+            primary_address,
+            aliases,
+            send_as,
+            groups: groups_of(&e.dn, groups),
+            account: AccountState {
+                enabled: !disabled,
+                locked,
+                password_changed_at: changed_at,
+                password_expires_at: changed_at.zip(max_age).map(|(at, age)| at + age),
+                must_change: e.first("pwdReset").is_some_and(|v| v.eq_ignore_ascii_case("TRUE")),
+            },
+        },
+        password_hash,
+    })
+}
+
+/// Direct groups, then nested ones breadth-first; each group once even
+/// when the data has a cycle.
+fn groups_of(dn: &str, groups: &[&Entry]) -> Vec<GroupRef> {
+    let mut found: Vec<GroupRef> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut queue: VecDeque<(String, usize)> = VecDeque::from([(dn_key(dn), 0)]);
+    while let Some((member, depth)) = queue.pop_front() {
+        if depth >= MAX_GROUP_DEPTH {
+            continue;
+        }
+        for g in groups {
+            let is_member = g.all("member").iter().chain(g.all("uniqueMember")).any(|m| dn_key(m) == member);
+            if is_member && seen.insert(dn_key(&g.dn)) {
+                found.push(GroupRef { dn: g.dn.clone(), name: group_name(g), direct: depth == 0 });
+                queue.push_back((dn_key(&g.dn), depth + 1));
+            }
+        }
+    }
+    found
+}
+
+fn group_name(g: &Entry) -> String {
+    g.first("cn").unwrap_or(&g.dn).to_owned()
+}
+
+/// DNs compare case-insensitively and without spaces after separators.
+fn dn_key(dn: &str) -> String {
+    dn.split(',').map(|rdn| rdn.trim().to_ascii_lowercase()).collect::<Vec<_>>().join(",")
+}
+
+/// Directories match `mail` case-insensitively.
+fn address_key(a: &Address) -> String {
+    a.as_str().to_ascii_lowercase()
+}
+
+fn bad(dn: &str, attr: &str, err: impl std::fmt::Display) -> DirectoryError {
+    DirectoryError::Data(format!("{dn}: {attr}: {err}"))
+}
