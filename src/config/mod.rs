@@ -9,6 +9,7 @@
 pub mod directory;
 pub mod duration;
 pub mod identity;
+pub mod policy;
 pub mod problems;
 pub mod secret;
 pub mod store;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use identity::IdentitySettings;
+pub use policy::PolicySettings;
 pub use problems::{ConfigError, Problem, Problems};
 pub use store::StoreSettings;
 
@@ -41,6 +43,9 @@ pub struct RawConfig {
     pub identity: identity::RawIdentity,
     #[serde(default)]
     pub store: store::RawStore,
+    /// Absent: no policy listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<policy::RawPolicy>,
 }
 
 /// The validated configuration every component is built from.
@@ -50,6 +55,7 @@ pub struct Config {
     pub directory: DirectorySettings,
     pub identity: IdentitySettings,
     pub store: StoreSettings,
+    pub policy: Option<PolicySettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
     pub warnings: Vec<Problem>,
     /// The file as read, for `check-config` (secrets redacted on output).
@@ -76,24 +82,27 @@ impl Config {
             Err(e) => return Err(fail(vec![Problem { path: "(syntax)".into(), message: e.to_string() }])),
         };
         for key in table.keys() {
-            if !matches!(key.as_str(), "directory" | "identity" | "store") {
-                p.error(key.clone(), "unknown section; known: directory, identity, store");
+            if !matches!(key.as_str(), "directory" | "identity" | "store" | "policy") {
+                p.error(key.clone(), "unknown section; known: directory, identity, store, policy");
             }
         }
         let directory = section::<directory::RawDirectory>(&mut p, &table, "directory", None);
         let identity = section::<identity::RawIdentity>(&mut p, &table, "identity", Some(Default::default()));
         let store = section::<store::RawStore>(&mut p, &table, "store", Some(Default::default()));
+        let policy = section::<Option<policy::RawPolicy>>(&mut p, &table, "policy", Some(None));
 
-        let (Some(directory), Some(identity), Some(store)) = (directory, identity, store) else {
+        let (Some(directory), Some(identity), Some(store), Some(policy)) = (directory, identity, store, policy) else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store };
+        let raw = RawConfig { directory, identity, store, policy };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
-        match (directory, identity, store) {
-            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => {
-                Ok(Config { file: file.to_path_buf(), directory, identity, store, warnings: p.warnings, raw })
+        let policy = raw.policy.as_ref().map(|r| r.validate(&mut p, base_dir));
+        match (directory, identity, store, policy) {
+            (Some(directory), Some(identity), Some(store), policy @ (None | Some(Some(_)))) if p.errors.is_empty() => {
+                let policy = policy.flatten();
+                Ok(Config { file: file.to_path_buf(), directory, identity, store, policy, warnings: p.warnings, raw })
             }
             _ => Err(fail(p.errors)),
         }

@@ -10,13 +10,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::decision::RuleKind;
 use crate::identity::Address;
 
 /// Whether a refusal is carried out or only logged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Log `would_reject` / `would_defer` and let the mail through.
@@ -26,7 +27,7 @@ pub enum Mode {
 }
 
 /// What happens to a message over a rate limit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitAction {
     /// Temporary refusal: the client retries after the reset.
@@ -37,7 +38,7 @@ pub enum LimitAction {
 }
 
 /// Who a rate limit counts for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitSubject {
     /// The authenticated login (its canonical, directory-stored form).
@@ -47,7 +48,7 @@ pub enum LimitSubject {
 }
 
 /// What a rate limit counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Counted {
     Messages,
@@ -116,7 +117,7 @@ pub struct Profile {
 
 /// How the local part of an envelope sender is compared with the user's
 /// addresses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LocalPartMatch {
     /// Byte for byte as the directory stores it.
