@@ -9,6 +9,7 @@ pub mod config;
 pub mod directory;
 pub mod identity;
 pub mod policy;
+pub mod policy_service;
 pub mod ratelimit;
 pub mod serve;
 pub mod store;
