@@ -138,3 +138,118 @@ fn evict_oldest(shard: &mut HashMap<LookupKey, Entry>) {
     let cut = ages[ages.len() / 8];
     shard.retain(|_, e| e.fetched > cut);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::directory::{AddressOwner, BindOutcome, DirectoryError, DistributionList};
+    use crate::identity::{AccountState, Address, Login};
+
+    /// Counts lookups; fails them while `down` is set.
+    #[derive(Default)]
+    struct Counting {
+        lookups: AtomicUsize,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Directory for Counting {
+        async fn lookup(&self, login: &str) -> Result<Option<Identity>> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(DirectoryError::Unreachable("test".into()));
+            }
+            Ok((login == "alice").then(|| Identity {
+                login: Login::new("alice"),
+                dn: "uid=alice".into(),
+                display_name: "Alice".into(),
+                primary_address: None,
+                aliases: vec![],
+                send_as: vec![],
+                groups: vec![],
+                account: AccountState { enabled: true, ..Default::default() },
+            }))
+        }
+        async fn lookup_address(&self, _: &Address) -> Result<Option<AddressOwner>> {
+            Ok(None)
+        }
+        async fn authenticate(&self, _: &Identity, _: &SecretString) -> Result<BindOutcome> {
+            Ok(BindOutcome::ACCEPTED)
+        }
+        async fn distribution_lists(&self) -> Result<Vec<DistributionList>> {
+            Ok(vec![])
+        }
+        async fn check_health(&self) -> Result<()> {
+            Ok(())
+        }
+        fn kind(&self) -> &'static str {
+            "counting"
+        }
+    }
+
+    fn cache(dir: Arc<Counting>) -> IdentityCache {
+        IdentityCache::new(
+            dir,
+            IdentitySettings {
+                cache_ttl: Duration::from_secs(300),
+                negative_ttl: Duration::from_secs(60),
+                refresh_after: Duration::from_secs(240),
+                capacity: 1000,
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hits_skip_the_directory_until_the_ttl() {
+        let dir = Arc::new(Counting::default());
+        let c = cache(dir.clone());
+        c.get("alice").await.unwrap();
+        c.get("ALICE").await.unwrap();
+        assert_eq!(dir.lookups.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(301)).await;
+        c.get("alice").await.unwrap();
+        assert_eq!(dir.lookups.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absence_is_remembered_for_the_negative_ttl() {
+        let dir = Arc::new(Counting::default());
+        let c = cache(dir.clone());
+        assert!(c.get("mallory").await.unwrap().is_none());
+        assert!(c.get("mallory").await.unwrap().is_none());
+        assert_eq!(dir.lookups.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        c.get("mallory").await.unwrap();
+        assert_eq!(dir.lookups.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_entries_are_served_while_refreshing_in_the_background() {
+        let dir = Arc::new(Counting::default());
+        let c = cache(dir.clone());
+        let first = c.get("alice").await.unwrap().unwrap();
+        tokio::time::advance(Duration::from_secs(250)).await;
+        let served = c.get("alice").await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &served), "the caller did not wait for the refresh");
+        tokio::task::yield_now().await;
+        assert_eq!(dir.lookups.load(Ordering::SeqCst), 2, "one background refresh");
+        let refreshed = c.get("alice").await.unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&first, &refreshed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn directory_errors_are_not_cached() {
+        let dir = Arc::new(Counting::default());
+        let c = cache(dir.clone());
+        dir.down.store(true, Ordering::SeqCst);
+        assert!(c.get("alice").await.is_err());
+        dir.down.store(false, Ordering::SeqCst);
+        assert!(c.get("alice").await.unwrap().is_some());
+    }
+}

@@ -54,3 +54,30 @@ fn version_is_printed() {
     let out = mailwarrant(&["--version"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("mailwarrant "));
 }
+
+#[test]
+fn serve_starts_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ldif = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo-directory.ldif");
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!("[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = {ldif:?}\n[store]\npath = \"state.sqlite\"\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = lines.by_ref().map_while(Result::ok).any(|l| l.contains("mailwarrant ready"));
+    assert!(ready, "serve never said it was ready");
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(dir.path().join("state.sqlite").exists(), "the store was opened");
+}
