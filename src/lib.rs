@@ -10,6 +10,7 @@ pub mod directory;
 pub mod identity;
 pub mod policy;
 pub mod policy_service;
+pub mod protocols;
 pub mod ratelimit;
 pub mod serve;
 pub mod store;

@@ -390,4 +390,4 @@ fn audit_record(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

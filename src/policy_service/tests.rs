@@ -11,7 +11,7 @@ use crate::store::sqlite::SqliteStore;
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
 
-async fn service(edit: impl FnOnce(&mut PolicySettings)) -> (tempfile::TempDir, PolicyService) {
+pub(crate) async fn service(edit: impl FnOnce(&mut PolicySettings)) -> (tempfile::TempDir, PolicyService) {
     let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml")).unwrap();
     let directory = crate::directory::open(&config.directory).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
