@@ -208,7 +208,8 @@ pub fn render_policy(r: &PolicyReport) -> String {
     if !r.counters.is_empty() {
         let _ = writeln!(out, "\ncounter                 used/limit   resets");
         for c in &r.counters {
-            let _ = writeln!(out, "{:<23} {:<12} {}", c.name, format!("{}/{}", c.used, c.limit), c.resets_at);
+            let at = c.resets_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            let _ = writeln!(out, "{:<23} {:<12} {at}", c.name, format!("{}/{}", c.used, c.limit));
         }
     }
     out
@@ -234,4 +235,60 @@ pub fn render_message(steps: &[StepLine]) -> String {
 
 pub fn render_record(r: &AuditRecord) -> String {
     serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("cannot print the record: {e}"))
+}
+
+/// What `mailwarrant explain` was asked.
+#[derive(Clone, Debug)]
+pub enum Query {
+    /// The resolved policy of a login, with counters.
+    Policy { login: String, client_address: Option<String> },
+    /// The answer a message would get.
+    Message { login: String, from: String, to: Vec<String>, size: u64 },
+    /// A refusal reference from the audit log.
+    Reference(String),
+}
+
+/// Answers a query as text, or as JSON when `json` is set.
+pub async fn answer(
+    service: &PolicyService,
+    query: &Query,
+    json: bool,
+    now: OffsetDateTime,
+) -> Result<String, ExplainError> {
+    let to_json = |v: &dyn erased::Json| v.json();
+    Ok(match query {
+        Query::Policy { login, client_address } => {
+            let r = policy_report(service, login, client_address.as_deref(), now).await?;
+            if json {
+                to_json(&r)
+            } else {
+                render_policy(&r)
+            }
+        }
+        Query::Message { login, from, to, size } => {
+            service.identities().get(login).await?.ok_or_else(|| ExplainError::UnknownUser(login.clone()))?;
+            let steps = message_report(service, login, from, to, *size, now).await;
+            if json {
+                to_json(&steps)
+            } else {
+                render_message(&steps)
+            }
+        }
+        Query::Reference(r) => {
+            let record = reference_report(service, r).await?;
+            render_record(&record) + "\n"
+        }
+    })
+}
+
+mod erased {
+    /// Pretty JSON of any report.
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("cannot print: {e}")) + "\n"
+        }
+    }
 }

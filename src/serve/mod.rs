@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 use crate::config::{Config, StoreSettings};
 use crate::directory::{self, Directory, DirectoryError};
 use crate::identity::IdentityCache;
+use crate::policy_service::PolicyService;
+use crate::protocols::policy_delegation::listener::PolicyListeners;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -35,6 +37,8 @@ pub struct App {
     pub directory: Arc<dyn Directory>,
     pub identities: IdentityCache,
     pub store: Arc<dyn Store>,
+    /// The send-policy service, when `[policy]` is configured.
+    pub policy: Option<PolicyService>,
 }
 
 impl App {
@@ -43,7 +47,8 @@ impl App {
         let directory = directory::open(&config.directory).await?;
         let store = open_store(&config.store)?;
         let identities = IdentityCache::new(directory.clone(), config.identity.clone());
-        Ok(App { config: Arc::new(config), directory, identities, store })
+        let policy = config.policy.clone().map(|p| PolicyService::new(p, identities.clone(), store.clone()));
+        Ok(App { config: Arc::new(config), directory, identities, store, policy })
     }
 }
 
@@ -59,6 +64,9 @@ pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     let mut front_ends: JoinSet<Result<(), ServeError>> = JoinSet::new();
     // Front ends register here, one line each.
+    if let (Some(service), Some(settings)) = (&app.policy, &app.config.policy) {
+        front_ends.spawn(PolicyListeners::bind(settings).await?.serve(service.clone(), shutdown.clone()));
+    }
     let _ = &app;
 
     tracing::info!(directory = app.directory.kind(), front_ends = front_ends.len(), "mailwarrant ready");
