@@ -45,7 +45,8 @@ fn check(set: &PolicySet, who: &Identity, req: Req<'_>, expected: Option<(RuleKi
 #[test]
 fn sender_must_belong_to_the_login() {
     let set = demo_set();
-    let cases: Vec<(Identity, &str, Option<(RuleKind, &str)>)> = vec![
+    type Case = (Identity, &'static str, Option<(RuleKind, &'static str)>);
+    let cases: Vec<Case> = vec![
         (alice(), "alice@example.com", None),
         (alice(), "a.smith@example.com", None), // alias
         (alice(), "alice@EXAMPLE.com", None),   // domain case folds

@@ -169,7 +169,7 @@ impl PolicySet {
     /// Adds a profile and keeps the priority order.
     pub fn add_profile(&mut self, profile: Profile) {
         self.profiles.push(profile);
-        self.profiles.sort_by(|a, b| b.priority.cmp(&a.priority));
+        self.profiles.sort_by_key(|p| std::cmp::Reverse(p.priority));
     }
 
     pub fn map_group(&mut self, group: &str, profile: &str) {

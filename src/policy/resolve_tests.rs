@@ -68,7 +68,7 @@ fn higher_priority_wins_regardless_of_group_order() {
     for p in set.profiles.iter_mut().filter(|p| &*p.name == "sales") {
         p.priority = 30;
     }
-    set.profiles.sort_by(|a, b| b.priority.cmp(&a.priority));
+    set.profiles.sort_by_key(|p| std::cmp::Reverse(p.priority));
     check(&set, &both, &[row("may_send_to_lists", true, "sales", Some("sales"))]);
 }
 

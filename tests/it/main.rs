@@ -4,4 +4,6 @@
 mod cli;
 mod config;
 mod ldif;
+mod policy_postfix;
+mod policy_rig;
 mod postfix;
