@@ -8,10 +8,12 @@
 pub mod config;
 pub mod directory;
 pub mod identity;
+pub mod mailer;
 pub mod policy;
 pub mod policy_service;
 pub mod protocols;
 pub mod ratelimit;
+pub mod reminders;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

@@ -9,8 +9,10 @@
 pub mod directory;
 pub mod duration;
 pub mod identity;
+pub mod mailer;
 pub mod policy;
 pub mod problems;
+pub mod reminders;
 pub mod secret;
 pub mod store;
 
@@ -22,9 +24,14 @@ use serde::{Deserialize, Serialize};
 
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use identity::IdentitySettings;
+pub use mailer::MailerSettings;
 pub use policy::PolicySettings;
 pub use problems::{ConfigError, Problem, Problems};
+pub use reminders::ReminderSettings;
 pub use store::StoreSettings;
+
+/// The top-level tables a config file may have.
+const SECTIONS: &[&str] = &["directory", "identity", "store", "mailer", "reminders", "policy"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -46,6 +53,9 @@ pub struct RawConfig {
     /// Absent: no policy listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<policy::RawPolicy>,
+    /// Outgoing mail; needed by reminders and change confirmations.
+    pub mailer: Option<mailer::RawMailer>,
+    pub reminders: Option<reminders::RawReminders>,
 }
 
 /// The validated configuration every component is built from.
@@ -56,6 +66,8 @@ pub struct Config {
     pub identity: IdentitySettings,
     pub store: StoreSettings,
     pub policy: Option<PolicySettings>,
+    pub mailer: Option<MailerSettings>,
+    pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
     pub warnings: Vec<Problem>,
     /// The file as read, for `check-config` (secrets redacted on output).
@@ -82,28 +94,44 @@ impl Config {
             Err(e) => return Err(fail(vec![Problem { path: "(syntax)".into(), message: e.to_string() }])),
         };
         for key in table.keys() {
-            if !matches!(key.as_str(), "directory" | "identity" | "store" | "policy") {
-                p.error(key.clone(), "unknown section; known: directory, identity, store, policy");
+            if !SECTIONS.contains(&key.as_str()) {
+                p.error(key.clone(), format!("unknown section; known: {}", SECTIONS.join(", ")));
             }
         }
         let directory = section::<directory::RawDirectory>(&mut p, &table, "directory", None);
         let identity = section::<identity::RawIdentity>(&mut p, &table, "identity", Some(Default::default()));
         let store = section::<store::RawStore>(&mut p, &table, "store", Some(Default::default()));
+        let mailer = section::<Option<mailer::RawMailer>>(&mut p, &table, "mailer", Some(None));
+        let reminders = section::<Option<reminders::RawReminders>>(&mut p, &table, "reminders", Some(None));
         let policy = section::<Option<policy::RawPolicy>>(&mut p, &table, "policy", Some(None));
 
-        let (Some(directory), Some(identity), Some(store), Some(policy)) = (directory, identity, store, policy) else {
+        let (Some(directory), Some(identity), Some(store), Some(mailer), Some(reminders), Some(policy)) =
+            (directory, identity, store, mailer, reminders, policy)
+        else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, policy };
+        let raw = RawConfig { directory, identity, store, mailer, reminders, policy };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
+        let mailer = raw.mailer.as_ref().map(|m| m.validate(&mut p, base_dir));
+        let reminders = raw.reminders.as_ref().map(|r| r.validate(&mut p, base_dir));
         let policy = raw.policy.as_ref().map(|r| r.validate(&mut p, base_dir));
-        match (directory, identity, store, policy) {
-            (Some(directory), Some(identity), Some(store), policy @ (None | Some(Some(_)))) if p.errors.is_empty() => {
-                let policy = policy.flatten();
-                Ok(Config { file: file.to_path_buf(), directory, identity, store, policy, warnings: p.warnings, raw })
-            }
+        if reminders.is_some() && mailer.is_none() {
+            p.error("reminders", "reminders need a [mailer] section to send with");
+        }
+        match (directory, identity, store) {
+            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => Ok(Config {
+                file: file.to_path_buf(),
+                directory,
+                identity,
+                store,
+                mailer: mailer.flatten(),
+                reminders: reminders.flatten(),
+                policy: policy.flatten(),
+                warnings: p.warnings,
+                raw,
+            }),
             _ => Err(fail(p.errors)),
         }
     }

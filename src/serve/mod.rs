@@ -13,8 +13,10 @@ use tokio::task::JoinSet;
 use crate::config::{Config, StoreSettings};
 use crate::directory::{self, Directory, DirectoryError};
 use crate::identity::IdentityCache;
+use crate::mailer::{Mailer, MailerError};
 use crate::policy_service::PolicyService;
 use crate::protocols::policy_delegation::listener::PolicyListeners;
+use crate::reminders;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -26,6 +28,8 @@ pub enum ServeError {
     Directory(#[from] DirectoryError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("mailer: {0}")]
+    Mailer(#[from] MailerError),
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
 }
@@ -39,6 +43,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// The send-policy service, when `[policy]` is configured.
     pub policy: Option<PolicyService>,
+    /// Present when `[mailer]` is configured.
+    pub mailer: Option<Arc<Mailer>>,
 }
 
 impl App {
@@ -48,7 +54,8 @@ impl App {
         let store = open_store(&config.store)?;
         let identities = IdentityCache::new(directory.clone(), config.identity.clone());
         let policy = config.policy.clone().map(|p| PolicyService::new(p, identities.clone(), store.clone()));
-        Ok(App { config: Arc::new(config), directory, identities, store, policy })
+        let mailer = config.mailer.as_ref().map(Mailer::new).transpose()?.map(Arc::new);
+        Ok(App { config: Arc::new(config), directory, identities, store, mailer, policy })
     }
 }
 
@@ -67,7 +74,9 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     if let (Some(service), Some(settings)) = (&app.policy, &app.config.policy) {
         front_ends.spawn(PolicyListeners::bind(settings).await?.serve(service.clone(), shutdown.clone()));
     }
-    let _ = &app;
+    if app.config.reminders.is_some() {
+        front_ends.spawn(reminders::schedule::run_daily(app.clone(), shutdown.clone()));
+    }
 
     tracing::info!(directory = app.directory.kind(), front_ends = front_ends.len(), "mailwarrant ready");
     let mut stop = shutdown.clone();

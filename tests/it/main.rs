@@ -3,7 +3,9 @@
 
 mod cli;
 mod config;
+mod ldap;
 mod ldif;
 mod policy_postfix;
 mod policy_rig;
 mod postfix;
+mod reminders;

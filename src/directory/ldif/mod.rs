@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
-use super::{AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result};
+use super::{
+    AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result, UserSummary,
+};
 use crate::config::LdifSettings;
 use crate::directory::generalized_time;
 use crate::identity::{AccountState, AccountStatus, Address, GroupRef, Identity, Login};
@@ -138,6 +140,23 @@ impl Directory for LdifDirectory {
         })
     }
 
+    async fn list_users(&self) -> Result<Vec<UserSummary>> {
+        Ok(self
+            .users
+            .iter()
+            .map(|u| {
+                let i = &u.identity;
+                UserSummary {
+                    login: i.login.clone(),
+                    dn: i.dn.clone(),
+                    display_name: i.display_name.clone(),
+                    primary_address: i.primary_address.clone(),
+                    account: i.account.clone(),
+                }
+            })
+            .collect())
+    }
+
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>> {
         Ok(self.lists.clone())
     }
@@ -164,7 +183,7 @@ fn user_from_entry(e: &Entry, groups: &[&Entry], max_age: Option<Duration>) -> R
         e.all("mailwarrantSendAs").iter().map(|v| parse_address("mailwarrantSendAs", v)).collect::<Result<_>>()?;
     let changed_at = e
         .first("pwdChangedTime")
-        .map(|t| generalized_time::parse(t).map_err(|err| bad(&e.dn, "pwdChangedTime", err)))
+        .map(|t| generalized_time::parse(t).ok_or_else(|| bad(&e.dn, "pwdChangedTime", "not a GeneralizedTime")))
         .transpose()?;
     let locked = e.first("pwdAccountLockedTime").is_some();
     let disabled = e.first("mailwarrantAccountDisabled").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
