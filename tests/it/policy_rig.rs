@@ -1,6 +1,6 @@
 //! A private Postfix with `check_policy_service` in its recipient, data
 //! and end-of-data restrictions, in front of the real `mailwarrant serve`
-//! binary. Postfix authenticates clients itself through Cyrus SASL with a
+//! binary reading the test slapd (the demo cast). Postfix authenticates clients itself through Cyrus SASL with a
 //! sasldb (the demo cast's passwords), so policy requests carry a real
 //! `sasl_username`; unauthenticated clients take the `by_sender` path.
 
@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mailwarrant::testkit::postfix::Postfix;
+use mailwarrant::testkit::slapd::Slapd;
 use mailwarrant::testkit::{free_port, require_program, wait_for_port, ChildGuard};
 
 /// The demo cast and their demo passwords (DESIGN.md).
@@ -28,6 +29,7 @@ pub struct Rig {
     pub policy_port: u16,
     mailwarrant: Option<ChildGuard>,
     pub postfix: Postfix,
+    _slapd: Slapd,
 }
 
 /// What the SMTP client saw.
@@ -44,9 +46,9 @@ impl Rig {
         let dir = tempfile::Builder::new().prefix("mailwarrant-policy-rig").tempdir().unwrap();
         set_mode(dir.path(), 0o755);
         let policy_port = free_port();
-        let ldif = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo-directory.ldif");
+        let slapd = Slapd::start().unwrap();
         let config = dir.path().join("mailwarrant.toml");
-        std::fs::write(&config, config_text(&ldif, policy_port, default_extra)).unwrap();
+        std::fs::write(&config, config_text(&slapd.config_toml(), policy_port, default_extra)).unwrap();
         let settings = postfix_settings(policy_port);
         let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let postfix = Postfix::start(&settings).unwrap();
@@ -71,7 +73,7 @@ impl Rig {
             String::from_utf8_lossy(&out.stdout).contains("235 ")
         });
         assert!(authenticated, "Postfix SASL never worked:\n{}", postfix.maillog());
-        let mut rig = Rig { config, policy_port, mailwarrant: None, postfix, dir };
+        let mut rig = Rig { config, policy_port, mailwarrant: None, postfix, _slapd: slapd, dir };
         rig.start_mailwarrant();
         rig
     }
@@ -144,12 +146,9 @@ impl Rig {
     }
 }
 
-fn config_text(ldif: &Path, port: u16, default_extra: &str) -> String {
+fn config_text(directory: &str, port: u16, default_extra: &str) -> String {
     format!(
-        r#"[directory]
-kind = "ldif"
-[directory.ldif]
-path = "{ldif}"
+        r#"{directory}
 [store]
 kind = "sqlite"
 path = "state.sqlite"
@@ -175,8 +174,7 @@ may_send_to_lists = true
 priority = 20
 may_send_external = false
 may_send_to_lists = false
-"#,
-        ldif = ldif.display()
+"#
     )
 }
 
