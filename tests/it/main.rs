@@ -7,5 +7,6 @@ mod ldap;
 mod ldif;
 mod policy_postfix;
 mod policy_rig;
+mod policy_socket;
 mod postfix;
 mod reminders;

@@ -94,3 +94,35 @@ fn rate_limit_through_real_postfix_survives_restart() {
     let s = rig.send(Some("alice"), "alice@example.com", &["bob@example.com"], &[]);
     assert!(s.queued, "{}", s.transcript);
 }
+
+#[test]
+fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_old_one() {
+    let rig = Rig::start("");
+    let external = || rig.send(Some("carol"), "carol@example.com", &["someone@example.net"], &[]);
+    assert_refused(&external(), "5.7.1", "external_recipients");
+
+    let original = std::fs::read_to_string(&rig.config).unwrap();
+    let allowed =
+        original.replace("priority = 20\nmay_send_external = false", "priority = 20\nmay_send_external = true");
+    assert_ne!(allowed, original);
+    std::fs::write(&rig.config, &allowed).unwrap();
+    rig.signal_mailwarrant("HUP");
+    assert!(
+        mailwarrant::testkit::wait_until(std::time::Duration::from_secs(20), || external().queued),
+        "the reloaded policy never applied:\n{}",
+        rig.log()
+    );
+
+    // A broken file is refused with its errors; the last good policy serves on.
+    std::fs::write(&rig.config, allowed.replace("may_send_external = true", "may_send_externl = true")).unwrap();
+    rig.signal_mailwarrant("HUP");
+    assert!(
+        mailwarrant::testkit::wait_until(std::time::Duration::from_secs(20), || rig
+            .log()
+            .contains("policy reload refused")),
+        "{}",
+        rig.log()
+    );
+    assert!(rig.log().contains("may_send_externl"), "the refusal names the problem:\n{}", rig.log());
+    assert!(external().queued, "{}", rig.log());
+}

@@ -112,6 +112,11 @@ impl Rig {
         self.start_mailwarrant();
     }
 
+    /// Sends a signal (`HUP`, `TERM`) to the running mailwarrant.
+    pub fn signal_mailwarrant(&self, signal: &str) {
+        self.mailwarrant.as_ref().expect("mailwarrant runs").signal(signal).unwrap();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("mailwarrant.log")).unwrap_or_default()
     }
