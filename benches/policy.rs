@@ -74,19 +74,22 @@ fn request(state: &str, user: usize, recipient: &str, count: usize, instance: &s
     .into_bytes()
 }
 
-/// Sends one request and waits for its `action=` reply.
-async fn ask(conn: &mut BufReader<TcpStream>, req: &[u8], line: &mut String) -> std::io::Result<()> {
+/// Sends one request and waits for its reply; `action` gets the verb
+/// (`DUNNO`, `REJECT`, `450`, …).
+async fn ask(conn: &mut BufReader<TcpStream>, req: &[u8], line: &mut String, action: &mut String) -> std::io::Result<()> {
     conn.get_mut().write_all(req).await?;
-    let mut seen_action = false;
+    action.clear();
     loop {
         line.clear();
         if conn.read_line(line).await? == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed"));
         }
-        if line == "\n" && seen_action {
+        if line == "\n" && !action.is_empty() {
             return Ok(());
         }
-        seen_action |= line.starts_with("action=");
+        if let Some(rest) = line.strip_prefix("action=") {
+            action.push_str(rest.split([' ', '\n']).next().unwrap_or(""));
+        }
     }
 }
 
@@ -111,6 +114,7 @@ async fn worker(target: SocketAddr, id: usize, a: Arc<Args>, deadline: Instant, 
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((id as u64 + 1) * 0x2545_F491_4F6C_DD1D);
     let mut out = WorkerResult { latencies_us: Vec::with_capacity(1 << 16), messages: 0, actions: Default::default() };
     let mut line = String::new();
+    let mut action = String::new();
     let client = format!("127.{}.{}.{}", id % 250, (id / 250) % 250, 1 + id % 200);
     while Instant::now() < deadline {
         let msg = seq.fetch_add(1, Ordering::Relaxed);
@@ -120,15 +124,14 @@ async fn worker(target: SocketAddr, id: usize, a: Arc<Args>, deadline: Instant, 
             let rcpt = if r == 0 { "someone@example.net".to_owned() } else { format!("colleague{r}@example.com") };
             let req = request("RCPT", user, &rcpt, 0, &instance, &client);
             let t = Instant::now();
-            ask(&mut conn, &req, &mut line).await.expect("RCPT answered");
+            ask(&mut conn, &req, &mut line, &mut action).await.expect("RCPT answered");
             out.latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
         }
         let req = request("END-OF-MESSAGE", user, "", a.recipients, &instance, &client);
         let t = Instant::now();
-        ask(&mut conn, &req, &mut line).await.expect("END-OF-MESSAGE answered");
+        ask(&mut conn, &req, &mut line, &mut action).await.expect("END-OF-MESSAGE answered");
         out.latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
-        let verb = line.trim_start_matches("action=").split([' ', '\n']).next().unwrap_or("").to_owned();
-        *out.actions.entry(verb).or_default() += 1;
+        *out.actions.entry(action.clone()).or_default() += 1;
         out.messages += 1;
     }
     out
@@ -227,10 +230,10 @@ fn main() {
                 tokio::spawn(async move {
                     let stream = TcpStream::connect(target).await.expect("connect");
                     let mut conn = BufReader::new(stream);
-                    let mut line = String::new();
+                    let (mut line, mut action) = (String::new(), String::new());
                     for user in (w * per + 1)..=((w + 1) * per) {
                         let req = request("RCPT", user, "colleague@example.com", 0, &format!("warm.{user}"), "127.0.0.1");
-                        ask(&mut conn, &req, &mut line).await.expect("warm-up answered");
+                        ask(&mut conn, &req, &mut line, &mut action).await.expect("warm-up answered");
                     }
                 })
             })
