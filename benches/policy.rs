@@ -47,7 +47,9 @@ fn args() -> Args {
         match flag.as_str() {
             "--target" => a.target = Some(value().parse().expect("--target HOST:PORT")),
             "--label" => a.label = value(),
-            "--concurrency" => a.concurrency = value().split(',').map(|c| c.parse().expect("--concurrency 1,8,32")).collect(),
+            "--concurrency" => {
+                a.concurrency = value().split(',').map(|c| c.parse().expect("--concurrency 1,8,32")).collect()
+            }
             "--seconds" => a.seconds = value().parse().expect("--seconds N"),
             "--recipients" => a.recipients = value().parse().expect("--recipients N"),
             "--users" => a.users = value().parse().expect("--users N"),
@@ -76,7 +78,12 @@ fn request(state: &str, user: usize, recipient: &str, count: usize, instance: &s
 
 /// Sends one request and waits for its reply; `action` gets the verb
 /// (`DUNNO`, `REJECT`, `450`, …).
-async fn ask(conn: &mut BufReader<TcpStream>, req: &[u8], line: &mut String, action: &mut String) -> std::io::Result<()> {
+async fn ask(
+    conn: &mut BufReader<TcpStream>,
+    req: &[u8],
+    line: &mut String,
+    action: &mut String,
+) -> std::io::Result<()> {
     conn.get_mut().write_all(req).await?;
     action.clear();
     loop {
@@ -150,7 +157,8 @@ async fn run(target: SocketAddr, a: Arc<Args>, concurrency: usize, seconds: f64)
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let seq = Arc::new(AtomicU64::new(rand_seed()));
-    let tasks: Vec<_> = (0..concurrency).map(|id| tokio::spawn(worker(target, id, a.clone(), deadline, seq.clone()))).collect();
+    let tasks: Vec<_> =
+        (0..concurrency).map(|id| tokio::spawn(worker(target, id, a.clone(), deadline, seq.clone()))).collect();
     let mut latencies = Vec::new();
     let mut messages = 0;
     let mut actions = std::collections::BTreeMap::new();
@@ -164,7 +172,13 @@ async fn run(target: SocketAddr, a: Arc<Args>, concurrency: usize, seconds: f64)
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
     Row {
         concurrency,
         rps: latencies.len() as f64 / elapsed,
@@ -191,7 +205,8 @@ struct InProcess {
 
 fn start_mailwarrant(users: usize) -> InProcess {
     eprintln!("starting slapd with {users} users …");
-    let slapd = mailwarrant::testkit::slapd::Slapd::start_with_users(users).expect("slapd starts (scripts/test.sh installs it)");
+    let slapd = mailwarrant::testkit::slapd::Slapd::start_with_users(users)
+        .expect("slapd starts (scripts/test.sh installs it)");
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "{}\n[identity]\ncache_ttl = \"30m\"\nrefresh_after = \"25m\"\n[store]\npath = \"bench.sqlite\"\n\
@@ -200,13 +215,15 @@ fn start_mailwarrant(users: usize) -> InProcess {
          max_recipients = 100\nmay_send_to_lists = false\nrate_limits = [{{ rate = \"100000/1d\" }}]\n",
         slapd.config_toml()
     );
-    let config = mailwarrant::config::Config::from_toml(&text, dir.path(), Path::new("bench.toml")).expect("bench config");
+    let config =
+        mailwarrant::config::Config::from_toml(&text, dir.path(), Path::new("bench.toml")).expect("bench config");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (stop, shutdown) = mailwarrant::serve::shutdown::channel();
     let addr = runtime.block_on(async {
         let app = mailwarrant::serve::App::build(config).await.expect("app");
         let settings = app.config.policy.clone().unwrap();
-        let listeners = mailwarrant::protocols::policy_delegation::listener::PolicyListeners::bind(&settings).await.unwrap();
+        let listeners =
+            mailwarrant::protocols::policy_delegation::listener::PolicyListeners::bind(&settings).await.unwrap();
         let addr = listeners.local_addr().unwrap();
         tokio::spawn(listeners.serve(app.policy.clone().unwrap(), shutdown));
         addr
@@ -222,7 +239,8 @@ fn main() {
     // Warm-up: every user once (fills mailwarrant's identity cache from
     // the directory, as a running service has), not measured.
     eprintln!("warming up against {target} …");
-    let warm = Args { users: a.users, recipients: 1, concurrency: vec![], seconds: 0.0, target: None, label: String::new() };
+    let warm =
+        Args { users: a.users, recipients: 1, concurrency: vec![], seconds: 0.0, target: None, label: String::new() };
     client.block_on(async {
         let per = a.users.div_ceil(32);
         let tasks: Vec<_> = (0..32)
@@ -232,7 +250,8 @@ fn main() {
                     let mut conn = BufReader::new(stream);
                     let (mut line, mut action) = (String::new(), String::new());
                     for user in (w * per + 1)..=((w + 1) * per) {
-                        let req = request("RCPT", user, "colleague@example.com", 0, &format!("warm.{user}"), "127.0.0.1");
+                        let req =
+                            request("RCPT", user, "colleague@example.com", 0, &format!("warm.{user}"), "127.0.0.1");
                         ask(&mut conn, &req, &mut line, &mut action).await.expect("warm-up answered");
                     }
                 })

@@ -130,3 +130,56 @@ async fn sixty_four_clients_get_exactly_the_limit() {
     }
     assert_eq!(total, L);
 }
+
+/// C4: every message asked twice (Postfix re-asks after a timeout) is
+/// counted once.
+#[tokio::test]
+async fn each_instance_is_counted_once_when_asked_twice() {
+    let (_d, rl) = limiter();
+    let limits = [limit("day", LimitSubject::User, Counted::Messages, 100_000, 86_400)];
+    let now = datetime!(2026-11-27 12:00 UTC);
+    for m in 0..1000 {
+        let id = format!("4d4f.6b0a04dc.{m}.0");
+        assert!(matches!(rl.charge(&limits, &[true], WHO, Some(&id), 1, now).await.unwrap(), Charge::Charged(_)));
+        assert_eq!(rl.charge(&limits, &[true], WHO, Some(&id), 1, now).await.unwrap(), Charge::AlreadyCharged);
+    }
+    assert_eq!(rl.read(&limits, WHO, now).await.unwrap()[0].used, 1000);
+}
+
+mod model {
+    //! C7: the limiter against a reference model of fixed windows, over
+    //! random arrival traces (a burst window and a longer one at once).
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn matches_the_fixed_window_model(gaps in proptest::collection::vec(0u64..40, 1..120), burst in 1u64..5, daily in 1u64..30) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (_d, rl) = limiter();
+            let limits = [
+                limit("burst", LimitSubject::User, Counted::Messages, burst, 60),
+                limit("long", LimitSubject::User, Counted::Messages, daily, 600),
+            ];
+            let start = datetime!(2026-11-27 12:00 UTC).unix_timestamp();
+            let mut t = start;
+            let mut counts: std::collections::HashMap<(usize, i64), u64> = Default::default();
+            for gap in gaps {
+                t += gap as i64;
+                let now = OffsetDateTime::from_unix_timestamp(t).unwrap();
+                let windows = [(0usize, t.div_euclid(60)), (1usize, t.div_euclid(600))];
+                let fits = windows.iter().all(|w| counts.get(w).copied().unwrap_or(0) < limits[w.0].limit);
+                if fits {
+                    for w in windows {
+                        *counts.entry(w).or_default() += 1;
+                    }
+                }
+                let got = rt.block_on(rl.charge(&limits, &[true, true], WHO, None, 1, now)).unwrap();
+                prop_assert_eq!(matches!(got, Charge::Charged(_)), fits, "at +{}s", t - start);
+            }
+        }
+    }
+}
