@@ -30,6 +30,8 @@ struct Args {
     seconds: f64,
     recipients: usize,
     users: usize,
+    /// `[store] synchronous` of the in-process mailwarrant.
+    synchronous: String,
 }
 
 fn args() -> Args {
@@ -40,6 +42,7 @@ fn args() -> Args {
         seconds: 5.0,
         recipients: 4,
         users: 10_000,
+        synchronous: "full".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,6 +56,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("--seconds N"),
             "--recipients" => a.recipients = value().parse().expect("--recipients N"),
             "--users" => a.users = value().parse().expect("--users N"),
+            "--synchronous" => a.synchronous = value(),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -203,13 +207,13 @@ struct InProcess {
     _runtime: tokio::runtime::Runtime,
 }
 
-fn start_mailwarrant(users: usize) -> InProcess {
+fn start_mailwarrant(users: usize, synchronous: &str) -> InProcess {
     eprintln!("starting slapd with {users} users …");
     let slapd = mailwarrant::testkit::slapd::Slapd::start_with_users(users)
         .expect("slapd starts (scripts/test.sh installs it)");
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "{}\n[identity]\ncache_ttl = \"30m\"\nrefresh_after = \"25m\"\n[store]\npath = \"bench.sqlite\"\n\
+        "{}\n[identity]\ncache_ttl = \"30m\"\nrefresh_after = \"25m\"\n[store]\npath = \"bench.sqlite\"\nsynchronous = \"{synchronous}\"\n\
          [policy]\nlisten = \"127.0.0.1:0\"\norganisation_domains = [\"example.com\"]\n\
          [policy.profiles.default]\nallowed_sender_domains = [\"example.com\"]\nrequire_sender_match = true\n\
          max_recipients = 100\nmay_send_to_lists = false\nrate_limits = [{{ rate = \"100000/1d\" }}]\n",
@@ -234,7 +238,7 @@ fn start_mailwarrant(users: usize) -> InProcess {
 fn main() {
     let a = Arc::new(args());
     let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let server = if a.target.is_none() { Some(start_mailwarrant(a.users)) } else { None };
+    let server = if a.target.is_none() { Some(start_mailwarrant(a.users, &a.synchronous)) } else { None };
     let target = a.target.or(server.as_ref().map(|s| s.addr)).unwrap();
     // Warm-up: every user once (fills mailwarrant's identity cache from
     // the directory, as a running service has), not measured.
@@ -261,7 +265,6 @@ fn main() {
             t.await.unwrap();
         }
     });
-    let _ = warm;
     println!("| server | concurrency | requests/s | p50 ms | p99 ms | messages/s | END-OF-MESSAGE actions |");
     println!("|---|---:|---:|---:|---:|---:|---|");
     for &c in &a.concurrency {

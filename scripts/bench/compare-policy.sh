@@ -5,9 +5,11 @@
 # connections, 10,000 users, concurrency 1, 8 and 32.
 #
 # Equivalent rule sets, as far as each tool can express them:
-#   mailwarrant         sender must belong to the login (directory), max 100
-#                       recipients, 100000/1d messages per user (SQLite counters),
-#                       10,000 users in a test slapd
+#   mailwarrant         sender must belong to the login (directory), sender domain,
+#                       no distribution lists, max 100 recipients, 100000/1d
+#                       messages per user (SQLite counters), 10,000 users in a
+#                       test slapd; once with [store] synchronous = "full"
+#                       (default), once with "normal"
 #   postfwd2            sender local part == sasl_username, recipient_count>=101
 #                       rejected, rate(sasl_username/100000/86400) at END-OF-MESSAGE
 #   policyd-rate-limit  100000/1d per sasl_username (SQLite); it has no sender or
@@ -49,8 +51,10 @@ bench() { cargo bench -q --bench policy -- --seconds "$SECONDS_PER_LEVEL" "$@" 2
 
 echo "## $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, ${SECONDS_PER_LEVEL}s per level"
 echo
-# mailwarrant: in-process server (release build), test slapd, SQLite.
-bench --label mailwarrant
+# mailwarrant: in-process server (release build), test slapd, SQLite with
+# the default durability (fsync per commit), then with `synchronous = "normal"`.
+bench --label "mailwarrant (sqlite full)" --synchronous full
+bench --label "mailwarrant (sqlite normal)" --synchronous normal | tail -n +3
 
 # postfwd2
 mkdir -p "$work/postfwd"; chmod 777 "$work/postfwd"

@@ -62,7 +62,7 @@ impl App {
 /// Opens the configured store.
 pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     match settings {
-        StoreSettings::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path)?)),
+        StoreSettings::Sqlite { path, synchronous } => Ok(Arc::new(SqliteStore::open_with(path, *synchronous)?)),
     }
 }
 

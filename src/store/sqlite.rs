@@ -15,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ChargeOutcome, Increment, Result, Store, StoreError};
+use crate::config::store::Synchronous;
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 512;
@@ -55,10 +56,16 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing) the database and starts the worker.
+    /// Opens (creating when missing) the database and starts the worker,
+    /// with `synchronous=FULL`.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, Synchronous::Full)
+    }
+
+    /// Opens with the given durability (`[store] synchronous`).
+    pub fn open_with(path: &Path, synchronous: Synchronous) -> Result<Self> {
         let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-        init(&conn).map_err(backend)?;
+        init(&conn, synchronous).map_err(backend)?;
         let (tx, rx) = mpsc::channel(4096);
         std::thread::Builder::new()
             .name("mailwarrant-sqlite".into())
@@ -74,10 +81,10 @@ impl SqliteStore {
     }
 }
 
-fn init(conn: &Connection) -> rusqlite::Result<()> {
+fn init(conn: &Connection, synchronous: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at INTEGER) WITHOUT ROWID;
