@@ -243,8 +243,6 @@ fn main() {
     // Warm-up: every user once (fills mailwarrant's identity cache from
     // the directory, as a running service has), not measured.
     eprintln!("warming up against {target} …");
-    let warm =
-        Args { users: a.users, recipients: 1, concurrency: vec![], seconds: 0.0, target: None, label: String::new() };
     client.block_on(async {
         let per = a.users.div_ceil(32);
         let tasks: Vec<_> = (0..32)
