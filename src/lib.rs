@@ -5,6 +5,7 @@
 //! `ARCHITECTURE.md` for the codemap and the invariants.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod identity;

@@ -6,6 +6,7 @@
 //! steps collect every problem before failing, so an admin sees them all.
 //! `schemas/config.schema.json` is generated from the `Raw*` types.
 
+pub mod auth;
 pub mod directory;
 pub mod duration;
 pub mod identity;
@@ -22,6 +23,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use auth::AuthSettings;
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use identity::IdentitySettings;
 pub use mailer::MailerSettings;
@@ -31,7 +33,7 @@ pub use reminders::ReminderSettings;
 pub use store::StoreSettings;
 
 /// The top-level tables a config file may have.
-const SECTIONS: &[&str] = &["directory", "identity", "store", "mailer", "reminders", "policy"];
+const SECTIONS: &[&str] = &["directory", "identity", "store", "auth", "mailer", "reminders", "policy"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -56,6 +58,8 @@ pub struct RawConfig {
     /// Outgoing mail; needed by reminders and change confirmations.
     pub mailer: Option<mailer::RawMailer>,
     pub reminders: Option<reminders::RawReminders>,
+    #[serde(default)]
+    pub auth: auth::RawAuth,
 }
 
 /// The validated configuration every component is built from.
@@ -66,6 +70,7 @@ pub struct Config {
     pub identity: IdentitySettings,
     pub store: StoreSettings,
     pub policy: Option<PolicySettings>,
+    pub auth: AuthSettings,
     pub mailer: Option<MailerSettings>,
     pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
@@ -103,29 +108,32 @@ impl Config {
         let store = section::<store::RawStore>(&mut p, &table, "store", Some(Default::default()));
         let mailer = section::<Option<mailer::RawMailer>>(&mut p, &table, "mailer", Some(None));
         let reminders = section::<Option<reminders::RawReminders>>(&mut p, &table, "reminders", Some(None));
+        let auth = section::<auth::RawAuth>(&mut p, &table, "auth", Some(Default::default()));
         let policy = section::<Option<policy::RawPolicy>>(&mut p, &table, "policy", Some(None));
 
-        let (Some(directory), Some(identity), Some(store), Some(mailer), Some(reminders), Some(policy)) =
-            (directory, identity, store, mailer, reminders, policy)
+        let (Some(directory), Some(identity), Some(store), Some(mailer), Some(reminders), Some(auth), Some(policy)) =
+            (directory, identity, store, mailer, reminders, auth, policy)
         else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, mailer, reminders, policy };
+        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
+        let auth = raw.auth.validate(&mut p, base_dir);
         let mailer = raw.mailer.as_ref().map(|m| m.validate(&mut p, base_dir));
         let reminders = raw.reminders.as_ref().map(|r| r.validate(&mut p, base_dir));
         let policy = raw.policy.as_ref().map(|r| r.validate(&mut p, base_dir));
         if reminders.is_some() && mailer.is_none() {
             p.error("reminders", "reminders need a [mailer] section to send with");
         }
-        match (directory, identity, store) {
-            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => Ok(Config {
+        match (directory, identity, store, auth) {
+            (Some(directory), Some(identity), Some(store), Some(auth)) if p.errors.is_empty() => Ok(Config {
                 file: file.to_path_buf(),
                 directory,
                 identity,
                 store,
+                auth,
                 mailer: mailer.flatten(),
                 reminders: reminders.flatten(),
                 policy: policy.flatten(),

@@ -1,4 +1,6 @@
-//! Wire protocols: each decodes its bytes, asks the core, encodes the
-//! answer. No rule lives here.
+//! Wire protocols of the front ends. Each parses, calls the core, and
+//! formats; none decides anything itself.
 
+pub mod dovecot_auth;
 pub mod policy_delegation;
+pub mod saslauthd;

@@ -4,6 +4,8 @@
 //! Front ends (AUTH, policy, milter, HTTP) each get a clone of [`App`] and
 //! a [`Shutdown`]; they own their sockets, the core owns the rules.
 
+pub mod activation;
+pub mod auth;
 pub mod shutdown;
 
 use std::sync::Arc;
@@ -74,6 +76,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     if let (Some(service), Some(settings)) = (&app.policy, &app.config.policy) {
         front_ends.spawn(PolicyListeners::bind(settings).await?.serve(service.clone(), shutdown.clone()));
     }
+    let _authenticator = auth::start(&app, &shutdown, &mut front_ends)?;
     if app.config.reminders.is_some() {
         front_ends.spawn(reminders::schedule::run_daily(app.clone(), shutdown.clone()));
     }
