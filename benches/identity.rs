@@ -45,12 +45,21 @@ struct Run {
     name: &'static str,
     ops: usize,
     elapsed: Duration,
+    /// CPU time this process used meanwhile (client side only; slapd is
+    /// another process).
+    cpu: Duration,
     latencies: Vec<Duration>,
 }
 
 impl Run {
     fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Lookups per CPU-second of this process: what the client side costs,
+    /// independent of how many cores other programs took meanwhile.
+    fn per_cpu_second(&self) -> f64 {
+        self.ops as f64 / self.cpu.as_secs_f64().max(1e-3)
     }
 
     fn percentile(&self, p: f64) -> Duration {
@@ -76,6 +85,7 @@ trait Worker: Send + 'static {
 /// Runs `tasks` workers for `seconds`, timing a sample of the calls.
 async fn measure<W: Worker>(name: &'static str, tasks: usize, seconds: f64, make: impl Fn(usize) -> W) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = process_cpu_time();
     let started = Instant::now();
     let mut handles = Vec::new();
     for task in 0..tasks {
@@ -110,8 +120,21 @@ async fn measure<W: Worker>(name: &'static str, tasks: usize, seconds: f64, make
         latencies.extend(sample);
     }
     let elapsed = started.elapsed();
+    let cpu = process_cpu_time().saturating_sub(cpu_before);
     latencies.sort_unstable();
-    Run { name, ops, elapsed, latencies }
+    Run { name, ops, elapsed, cpu, latencies }
+}
+
+/// User + system time of this process, from /proc/self/stat (Linux).
+fn process_cpu_time() -> Duration {
+    const TICKS_PER_SECOND: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
 }
 
 /// (a) The same search, by a plain ldap3 client.
@@ -243,15 +266,16 @@ fn main() {
             "identity lookups: {USERS} users, {tasks} concurrent tasks, {seconds} s each, pool_size {}",
             settings.pool_size
         );
-        println!("| measurement                  | lookups/s  | p50        | p99        |");
-        println!("|------------------------------|-----------:|-----------:|-----------:|");
+        println!("| measurement                  | lookups/s  | p50         | p99         | per client CPU-s |");
+        println!("|------------------------------|-----------:|------------:|------------:|-----------------:|");
         for run in [&slapd_run, &cold_run, &warm_run] {
             println!(
-                "| {:<28} | {:>10.0} | {:>10?} | {:>10?} |",
+                "| {:<28} | {:>10.0} | {:>11.1?} | {:>11.1?} | {:>16.0} |",
                 run.name,
                 run.rate(),
                 run.percentile(0.50),
-                run.percentile(0.99)
+                run.percentile(0.99),
+                run.per_cpu_second()
             );
         }
         let ratio = cold_run.rate() / slapd_run.rate();

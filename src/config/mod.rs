@@ -11,6 +11,7 @@ pub mod directory;
 pub mod duration;
 pub mod identity;
 pub mod mailer;
+pub mod policy;
 pub mod problems;
 pub mod reminders;
 pub mod secret;
@@ -26,12 +27,13 @@ pub use auth::AuthSettings;
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use identity::IdentitySettings;
 pub use mailer::MailerSettings;
+pub use policy::PolicySettings;
 pub use problems::{ConfigError, Problem, Problems};
 pub use reminders::ReminderSettings;
 pub use store::StoreSettings;
 
 /// The top-level tables a config file may have.
-const SECTIONS: &[&str] = &["directory", "identity", "store", "auth", "mailer", "reminders"];
+const SECTIONS: &[&str] = &["directory", "identity", "store", "auth", "mailer", "reminders", "policy"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -50,6 +52,9 @@ pub struct RawConfig {
     pub identity: identity::RawIdentity,
     #[serde(default)]
     pub store: store::RawStore,
+    /// Absent: no policy listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<policy::RawPolicy>,
     /// Outgoing mail; needed by reminders and change confirmations.
     pub mailer: Option<mailer::RawMailer>,
     pub reminders: Option<reminders::RawReminders>,
@@ -64,6 +69,7 @@ pub struct Config {
     pub directory: DirectorySettings,
     pub identity: IdentitySettings,
     pub store: StoreSettings,
+    pub policy: Option<PolicySettings>,
     pub auth: AuthSettings,
     pub mailer: Option<MailerSettings>,
     pub reminders: Option<ReminderSettings>,
@@ -103,19 +109,21 @@ impl Config {
         let mailer = section::<Option<mailer::RawMailer>>(&mut p, &table, "mailer", Some(None));
         let reminders = section::<Option<reminders::RawReminders>>(&mut p, &table, "reminders", Some(None));
         let auth = section::<auth::RawAuth>(&mut p, &table, "auth", Some(Default::default()));
+        let policy = section::<Option<policy::RawPolicy>>(&mut p, &table, "policy", Some(None));
 
-        let (Some(directory), Some(identity), Some(store), Some(mailer), Some(reminders), Some(auth)) =
-            (directory, identity, store, mailer, reminders, auth)
+        let (Some(directory), Some(identity), Some(store), Some(mailer), Some(reminders), Some(auth), Some(policy)) =
+            (directory, identity, store, mailer, reminders, auth, policy)
         else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, mailer, reminders, auth };
+        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
         let auth = raw.auth.validate(&mut p, base_dir);
         let mailer = raw.mailer.as_ref().map(|m| m.validate(&mut p, base_dir));
         let reminders = raw.reminders.as_ref().map(|r| r.validate(&mut p, base_dir));
+        let policy = raw.policy.as_ref().map(|r| r.validate(&mut p, base_dir));
         if reminders.is_some() && mailer.is_none() {
             p.error("reminders", "reminders need a [mailer] section to send with");
         }
@@ -128,6 +136,7 @@ impl Config {
                 auth,
                 mailer: mailer.flatten(),
                 reminders: reminders.flatten(),
+                policy: policy.flatten(),
                 warnings: p.warnings,
                 raw,
             }),

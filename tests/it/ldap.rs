@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use mailwarrant::config::directory::GroupMembership;
+use mailwarrant::config::directory::{GroupMembership, TlsMode};
 use mailwarrant::config::{Config, DirectorySettings};
 use mailwarrant::directory::ldap::LdapDirectory;
 use mailwarrant::directory::{AddressOwner, BindOutcome, Directory, DirectoryError, RejectReason};
@@ -355,6 +355,35 @@ async fn a_hung_directory_times_out() {
     assert!(matches!(err, DirectoryError::Timeout(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     drop(listener);
+}
+
+#[tokio::test]
+async fn a_failed_starttls_is_fatal_and_no_password_is_sent() {
+    // This slapd has no certificate, so it refuses StartTLS (RELIABILITY T14).
+    let slapd = Slapd::start().expect("slapd starts");
+    let bob = user(&directory(&slapd), "bob").await;
+    let mut settings = slapd.ldap_settings();
+    settings.tls = TlsMode::Starttls;
+    let binds_before = slapd.log().matches(" BIND ").count();
+    assert!(binds_before > 0, "slapd logs binds (the service account's is missing)");
+
+    let err = LdapDirectory::connect(&settings).await.expect_err("no cleartext fallback");
+    assert!(matches!(err, DirectoryError::Unreachable(_)), "{err:?}");
+    let dir = LdapDirectory::new(&settings).unwrap();
+    let bind = dir.authenticate(&bob, &password("Bob-Demo-2026!")).await;
+    assert!(bind.is_err(), "a bind without TLS must not happen: {bind:?}");
+
+    // slapd saw the StartTLS requests, and not one bind after them.
+    assert!(
+        mailwarrant::testkit::wait_until(Duration::from_secs(5), || slapd.log().contains("oid=1.3.6.1.4.1.1466.20037")),
+        "the StartTLS request reached slapd"
+    );
+    assert_eq!(slapd.log().matches(" BIND ").count(), binds_before, "no bind may follow a failed StartTLS");
+
+    // ldaps:// to a cleartext port fails the same way.
+    settings.urls = vec![format!("ldaps://127.0.0.1:{}/", slapd.port())];
+    assert!(LdapDirectory::connect(&settings).await.is_err());
+    assert_eq!(slapd.log().matches(" BIND ").count(), binds_before);
 }
 
 #[test]

@@ -14,5 +14,8 @@ mod cli;
 mod config;
 mod ldap;
 mod ldif;
+mod policy_postfix;
+mod policy_rig;
+mod policy_socket;
 mod postfix;
 mod reminders;

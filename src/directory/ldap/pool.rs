@@ -378,11 +378,14 @@ impl BindPool {
         controls: Vec<RawControl>,
     ) -> Result<LdapResult> {
         let deadline = self.connector.op_timeout;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| DirectoryError::Unreachable("the directory client is shutting down".into()))?;
+        // Waiting for a free bind slot counts against the deadline too: when
+        // the server hangs, queued binds fail instead of piling up.
+        let _permit = match timeout(deadline, self.permits.acquire()).await {
+            Err(_) => return Err(DirectoryError::Timeout(deadline)),
+            Ok(permit) => {
+                permit.map_err(|_| DirectoryError::Unreachable("the directory client is shutting down".into()))?
+            }
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
