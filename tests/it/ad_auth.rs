@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use mailwarrant::auth::{AuthRequest, Authenticator, DecisionKind, Protocol, Reason};
+use mailwarrant::auth::{AuthRequest, Authenticator, DecisionKind, Protocol, Reason, ThrottleMode};
 use mailwarrant::config::Config;
 use mailwarrant::serve::App;
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
@@ -28,7 +28,7 @@ async fn ad_account_states_give_the_right_auth_decisions() {
     let config = Config::from_toml(&text, dir.path(), &dir.path().join("ad.toml")).unwrap_or_else(|e| panic!("{e}"));
     let settings = config.auth.clone();
     let app = App::build(config).await.expect("mailwarrant builds");
-    let auth = Authenticator::new(app.identities.clone(), app.store.clone(), settings);
+    let auth = Authenticator::new(app.identities.clone(), app.store.clone(), settings, ThrottleMode::Local);
     let decide = |login: &str, password: &str, client: &str| {
         let request = AuthRequest {
             login: login.to_owned(),
