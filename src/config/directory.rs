@@ -436,3 +436,78 @@ fn is_loopback_url(url: &str) -> bool {
     let host = url.split("://").nth(1).unwrap_or_default();
     host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]") || host.starts_with("ldapi")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn load(ldap: &str) -> Result<Config, crate::config::ConfigError> {
+        let text = format!(
+            "[directory]\nkind = \"ldap\"\n[directory.ldap]\nbind_dn = \"cn=svc\"\nbind_password = \"x\"\n\
+             base_dn = \"dc=example,dc=com\"\n{ldap}"
+        );
+        Config::from_toml(&text, Path::new("."), Path::new("t.toml"))
+    }
+
+    fn ldap(config: &Config) -> &LdapSettings {
+        match &config.directory {
+            DirectorySettings::Ldap(s) => s,
+            DirectorySettings::Ldif(_) => unreachable!("kind = ldap"),
+        }
+    }
+
+    fn problems(ldap: &str) -> Vec<String> {
+        load(ldap).err().map(|e| e.problems.into_iter().map(|p| p.path).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn each_flavour_has_its_defaults() {
+        let openldap = load("urls = [\"ldap://127.0.0.1:389\"]\n").unwrap();
+        let s = ldap(&openldap);
+        assert_eq!((s.flavour, s.login_attribute.as_str()), (Flavour::Openldap, "uid"));
+        assert_eq!(s.alias_attributes, ["mailAlternateAddress"]);
+
+        let ad = load("flavour = \"active_directory\"\nurls = [\"ldaps://dc1.corp.example.com\"]\n").unwrap();
+        let s = ldap(&ad);
+        assert_eq!((s.flavour, s.login_attribute.as_str()), (Flavour::ActiveDirectory, "sAMAccountName"));
+        assert_eq!(s.alias_attributes, ["proxyAddresses"]);
+        assert_eq!(s.display_name_attribute, "displayName");
+        assert_eq!(
+            s.user_filter.render("a*"),
+            "(&(objectCategory=person)(objectClass=user)\
+             (|(sAMAccountName=a\\2a)(userPrincipalName=a\\2a)(mail=a\\2a)))"
+        );
+        assert_eq!(
+            s.address_filter.render("x@example.com"),
+            "(|(mail=x@example.com)(proxyAddresses=smtp:x@example.com))"
+        );
+
+        let custom =
+            load("flavour = \"active_directory\"\nurls = [\"ldaps://dc1\"]\nlogin_attribute = \"cn\"\n").unwrap();
+        assert_eq!(ldap(&custom).login_attribute, "cn", "a written key wins over the flavour's default");
+    }
+
+    #[test]
+    fn keys_of_the_other_flavour_are_refused() {
+        assert_eq!(
+            problems("flavour = \"active_directory\"\nurls = [\"ldap://127.0.0.1\"]\n"),
+            ["directory.ldap.tls"],
+            "AD without TLS"
+        );
+        assert_eq!(
+            problems("flavour = \"active_directory\"\nurls = [\"ldaps://dc1\"]\ngroup_membership = \"member_of\"\n"),
+            ["directory.ldap.group_membership"]
+        );
+        assert_eq!(
+            problems(
+                "urls = [\"ldap://127.0.0.1\"]\nsend_as_groups = [\"helpdesk\"]\ngroup_membership = \"in_chain\"\n"
+            ),
+            ["directory.ldap.send_as_groups", "directory.ldap.group_membership"]
+        );
+        let starttls = load("flavour = \"active_directory\"\nurls = [\"ldap://dc1\"]\ntls = \"starttls\"\n");
+        assert!(starttls.is_ok(), "StartTLS is TLS");
+    }
+}
