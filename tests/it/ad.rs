@@ -217,3 +217,19 @@ async fn ad_expired_and_must_change_users_change_through_the_service_account() {
     assert_eq!(kim.account.status(now), AccountStatus::Active, "must-change is cleared: {:?}", kim.account);
     assert_eq!(dir.authenticate(&kim, &new).await.unwrap(), BindOutcome::ACCEPTED);
 }
+
+#[tokio::test]
+async fn ad_searches_at_the_domain_root_skip_continuation_references() {
+    let dc = dc();
+    let mut settings = dc.ldap_settings();
+    // AD answers searches here with references to its configuration and
+    // DNS partitions besides the entries; they are skipped, not followed.
+    settings.base_dn = samba::BASE_DN.to_owned();
+    settings.group_base_dn = samba::BASE_DN.to_owned();
+    let dir = LdapDirectory::new(&settings).unwrap();
+    let alice = user(&dir, "alice").await;
+    assert_eq!(group_names(&alice), [("sales", true), ("all-staff", false), ("staff", false)]);
+    let users = dir.list_users().await.unwrap();
+    assert!(users.iter().any(|u| u.login.as_str() == "bob"), "the paged scan works at the root");
+    assert!(users.iter().any(|u| u.login.as_str() == "mailwarrant"), "the whole domain is searched");
+}

@@ -202,7 +202,7 @@ impl SearchPool {
             match outcome {
                 Ok(ldap3::SearchResult(entries, result)) => {
                     check_search_result(&result)?;
-                    return Ok(entries.into_iter().map(SearchEntry::construct).collect());
+                    return Ok(entries.into_iter().filter(is_entry).map(SearchEntry::construct).collect());
                 }
                 Err(e) => {
                     if broke_connection(&e) || matches!(e, LdapError::Timeout { .. }) {
@@ -230,7 +230,9 @@ impl SearchPool {
                 .await?;
             let mut entries = Vec::new();
             while let Some(entry) = stream.next().await? {
-                entries.push(SearchEntry::construct(entry));
+                if is_entry(&entry) {
+                    entries.push(SearchEntry::construct(entry));
+                }
             }
             Ok::<_, LdapError>((entries, stream.finish().await))
         };
@@ -332,6 +334,14 @@ impl PoolInner {
 /// Delay before retry number `failures` (1-based): 50 ms doubling to 2 s.
 pub(super) fn backoff(failures: u32) -> Duration {
     FIRST_BACKOFF.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(MAX_BACKOFF)
+}
+
+/// An entry, not a continuation reference or intermediate message:
+/// `SearchEntry::construct` panics on those, and Active Directory sends
+/// references (its configuration and DNS partitions) for searches at the
+/// domain root.
+fn is_entry(entry: &ldap3::ResultEntry) -> bool {
+    !entry.is_ref() && !entry.is_intermediate()
 }
 
 fn check_search_result(result: &LdapResult) -> Result<()> {
