@@ -104,6 +104,7 @@ pub const USERS: &[SeedUser] = &[
     SeedUser { login: "ivan", cn: "Ivan Petrov", groups: &["staff"], aliases: &[], state: SeedState::Active },
     SeedUser { login: "judy", cn: "Judy Moss", groups: &["staff"], aliases: &[], state: SeedState::Expired },
     SeedUser { login: "kim", cn: "Kim Lee", groups: &["staff"], aliases: &[], state: SeedState::MustChange },
+    SeedUser { login: "lars", cn: "Lars Berg", groups: &["staff"], aliases: &[], state: SeedState::Active },
 ];
 
 /// Groups: (name, mail, member groups), members before the groups that
@@ -238,6 +239,33 @@ impl Samba {
             None,
         )
         .is_ok()
+    }
+
+    /// The first value of an attribute of an entry, read as the domain
+    /// administrator (e.g. `badPwdCount`, which the service account may
+    /// not see).
+    pub fn read_attribute(&self, dn: &str, attribute: &str) -> Result<Option<String>, String> {
+        let out = self.ldap_tool(
+            "ldapsearch",
+            &[
+                "-LLL",
+                "-o",
+                "ldif_wrap=no",
+                "-D",
+                ADMIN_UPN,
+                "-w",
+                ADMIN_PASSWORD,
+                "-b",
+                dn,
+                "-s",
+                "base",
+                "(objectClass=*)",
+                attribute,
+            ],
+            None,
+        )?;
+        let prefix = format!("{attribute}: ");
+        Ok(out.lines().find_map(|l| l.strip_prefix(&prefix)).map(str::to_owned))
     }
 
     /// The last lines samba logged.

@@ -6,19 +6,19 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use mailwarrant::auth::{AuthRequest, Authenticator, DecisionKind, Protocol, Reason, ThrottleMode};
+use mailwarrant::auth::{AuthDecision, AuthRequest, Authenticator, DecisionKind, Protocol, Reason, ThrottleMode};
 use mailwarrant::config::Config;
 use mailwarrant::serve::App;
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
-use mailwarrant::testkit::samba::{self, password_of};
+use mailwarrant::testkit::samba::{self, password_of, user_dn};
 use secrecy::SecretString;
 
 use crate::auth_stack::Stack;
 
 const SELF_SERVICE: &str = "https://mail.example.com/password";
 
-#[tokio::test]
-async fn ad_account_states_give_the_right_auth_decisions() {
+/// The AUTH core in-process over the DC, with its store in a temp folder.
+async fn authenticator() -> (tempfile::TempDir, Authenticator) {
     let dc = samba::shared().unwrap_or_else(|e| panic!("the Samba AD DC: {e}"));
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
@@ -28,17 +28,26 @@ async fn ad_account_states_give_the_right_auth_decisions() {
     let config = Config::from_toml(&text, dir.path(), &dir.path().join("ad.toml")).unwrap_or_else(|e| panic!("{e}"));
     let settings = config.auth.clone();
     let app = App::build(config).await.expect("mailwarrant builds");
-    let auth = Authenticator::new(app.identities.clone(), app.store.clone(), settings, ThrottleMode::Local);
+    (dir, Authenticator::new(app.identities.clone(), app.store.clone(), settings, ThrottleMode::Local))
+}
+
+async fn decide(auth: &Authenticator, login: &str, password: &str, client: &str) -> AuthDecision {
+    let request = AuthRequest {
+        login: login.to_owned(),
+        authzid: None,
+        password: SecretString::from(password.to_owned()),
+        client: Some(client.parse().unwrap()),
+        protocol: Protocol::DovecotAuth,
+    };
+    auth.authenticate(request).await
+}
+
+#[tokio::test]
+async fn ad_account_states_give_the_right_auth_decisions() {
+    let (_dir, auth) = authenticator().await;
     let decide = |login: &str, password: &str, client: &str| {
-        let request = AuthRequest {
-            login: login.to_owned(),
-            authzid: None,
-            password: SecretString::from(password.to_owned()),
-            client: Some(client.parse().unwrap()),
-            protocol: Protocol::DovecotAuth,
-        };
-        let auth = &auth;
-        async move { auth.authenticate(request).await }
+        let (auth, login, password, client) = (&auth, login.to_owned(), password.to_owned(), client.to_owned());
+        async move { decide(auth, &login, &password, &client).await }
     };
     for (typed, login) in
         [("alice", "alice"), ("alice@corp.example.com", "alice"), ("alice@example.com", "alice"), ("BOB", "bob")]
@@ -96,4 +105,26 @@ fn ad_logins_and_refusals_over_the_dovecot_auth_protocol() {
             "{wrong:?}"
         );
     });
+}
+
+/// RELIABILITY S4 (b, c) on AD: a client retrying a stale password costs
+/// the directory one failure (`badPwdCount` + 1, never + 2), so it cannot
+/// lock the user out at the DC.
+#[tokio::test]
+async fn ad_a_stale_password_counts_once_in_bad_pwd_count() {
+    let dc = samba::shared().unwrap_or_else(|e| panic!("the Samba AD DC: {e}"));
+    let (_dir, auth) = authenticator().await;
+    let dn = user_dn("Lars Berg");
+    let count = || dc.read_attribute(&dn, "badPwdCount").unwrap().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    let before = count();
+    let first = decide(&auth, "lars", "Lars-Stale-2025!", "127.6.1.1").await;
+    assert_eq!(first.reason, Reason::InvalidCredentials);
+    assert_eq!(count(), before + 1, "one wrong password is one failure at the DC");
+    for i in 2..8 {
+        let again = decide(&auth, "lars", "Lars-Stale-2025!", &format!("127.6.1.{i}")).await;
+        assert_eq!(again.kind, DecisionKind::Refused, "retry {i}");
+    }
+    assert_eq!(count(), before + 1, "retries of the same stale password never reach the DC");
+    let right = decide(&auth, "lars", &password_of("lars"), "127.6.1.9").await;
+    assert_eq!(right.kind, DecisionKind::Accepted, "the user is not locked out: {:?}", right.reason);
 }
