@@ -10,7 +10,6 @@ cd "$(dirname "$0")/.."
 REQUIRED=(
   slapd:/usr/sbin/slapd
   samba:/usr/sbin/samba
-  openssl:/usr/bin/openssl
   ldap-utils:/usr/bin/ldapsearch
   postfix:/usr/sbin/postfix
   swaks:/usr/bin/swaks
