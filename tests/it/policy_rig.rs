@@ -154,6 +154,10 @@ impl Rig {
 fn config_text(directory: &str, port: u16, default_extra: &str) -> String {
     format!(
         r#"{directory}
+# Postfix authenticates through Cyrus here; mailwarrant's AUTH listener is
+# off, so parallel rigs never fight over its default port.
+[auth.dovecot]
+listen = []
 [store]
 kind = "sqlite"
 path = "state.sqlite"
