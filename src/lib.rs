@@ -8,6 +8,7 @@
 pub mod config;
 pub mod directory;
 pub mod identity;
+pub mod password;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
