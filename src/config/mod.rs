@@ -8,7 +8,9 @@
 
 pub mod directory;
 pub mod duration;
+pub mod http;
 pub mod identity;
+pub mod password;
 pub mod problems;
 pub mod secret;
 pub mod store;
@@ -20,7 +22,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
+pub use http::HttpSettings;
 pub use identity::IdentitySettings;
+pub use password::PasswordSettings;
 pub use problems::{ConfigError, Problem, Problems};
 pub use store::StoreSettings;
 
@@ -41,6 +45,10 @@ pub struct RawConfig {
     pub identity: identity::RawIdentity,
     #[serde(default)]
     pub store: store::RawStore,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<http::RawHttp>,
+    #[serde(default)]
+    pub password: password::RawPassword,
 }
 
 /// The validated configuration every component is built from.
@@ -50,6 +58,9 @@ pub struct Config {
     pub directory: DirectorySettings,
     pub identity: IdentitySettings,
     pub store: StoreSettings,
+    /// `None`: no HTTP listener.
+    pub http: Option<HttpSettings>,
+    pub password: PasswordSettings,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
     pub warnings: Vec<Problem>,
     /// The file as read, for `check-config` (secrets redacted on output).
@@ -76,24 +87,41 @@ impl Config {
             Err(e) => return Err(fail(vec![Problem { path: "(syntax)".into(), message: e.to_string() }])),
         };
         for key in table.keys() {
-            if !matches!(key.as_str(), "directory" | "identity" | "store") {
-                p.error(key.clone(), "unknown section; known: directory, identity, store");
+            if !matches!(key.as_str(), "directory" | "identity" | "store" | "http" | "password") {
+                p.error(key.clone(), "unknown section; known: directory, identity, store, http, password");
             }
         }
         let directory = section::<directory::RawDirectory>(&mut p, &table, "directory", None);
         let identity = section::<identity::RawIdentity>(&mut p, &table, "identity", Some(Default::default()));
         let store = section::<store::RawStore>(&mut p, &table, "store", Some(Default::default()));
+        let http = section::<Option<http::RawHttp>>(&mut p, &table, "http", Some(None));
+        let password = section::<password::RawPassword>(&mut p, &table, "password", Some(Default::default()));
 
-        let (Some(directory), Some(identity), Some(store)) = (directory, identity, store) else {
+        let (Some(directory), Some(identity), Some(store), Some(http), Some(password)) =
+            (directory, identity, store, http, password)
+        else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store };
+        let raw = RawConfig { directory, identity, store, http, password };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
-        match (directory, identity, store) {
-            (Some(directory), Some(identity), Some(store)) if p.errors.is_empty() => {
-                Ok(Config { file: file.to_path_buf(), directory, identity, store, warnings: p.warnings, raw })
+        let http = raw.http.as_ref().map(|h| h.validate(&mut p, base_dir));
+        let password = raw.password.validate(&mut p, base_dir);
+        match (directory, identity, store, http, password) {
+            (Some(directory), Some(identity), Some(store), http, Some(password))
+                if p.errors.is_empty() && !matches!(http, Some(None)) =>
+            {
+                Ok(Config {
+                    file: file.to_path_buf(),
+                    directory,
+                    identity,
+                    store,
+                    http: http.flatten(),
+                    password,
+                    warnings: p.warnings,
+                    raw,
+                })
             }
             _ => Err(fail(p.errors)),
         }

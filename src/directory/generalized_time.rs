@@ -9,6 +9,21 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 #[error("{0:?} is not a GeneralizedTime (YYYYMMDDHHMMSS[.f]Z)")]
 pub struct TimeError(pub String);
 
+/// Formats an instant as `YYYYMMDDHHMMSSZ` (UTC), as ppolicy writes
+/// `pwdChangedTime`.
+pub fn format(at: OffsetDateTime) -> String {
+    let t = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// Parses UTC values (`Z`); fractions are dropped, offsets refused.
 pub fn parse(text: &str) -> Result<OffsetDateTime, TimeError> {
     let err = || TimeError(text.chars().take(40).collect());
