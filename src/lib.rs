@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod directory;
+pub mod http;
 pub mod identity;
 pub mod password;
 pub mod serve;

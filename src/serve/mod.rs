@@ -59,7 +59,9 @@ pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     let mut front_ends: JoinSet<Result<(), ServeError>> = JoinSet::new();
     // Front ends register here, one line each.
-    let _ = &app;
+    if let Some(http) = app.config.http.clone() {
+        front_ends.spawn(crate::http::start(app.clone(), http, shutdown.clone()));
+    }
 
     tracing::info!(directory = app.directory.kind(), front_ends = front_ends.len(), "mailwarrant ready");
     let mut stop = shutdown.clone();
