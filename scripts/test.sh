@@ -13,6 +13,7 @@ REQUIRED=(
   postfix:/usr/sbin/postfix
   swaks:/usr/bin/swaks
   sasl2-bin:/usr/sbin/testsaslauthd
+  python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd
 )
 
 missing=()

@@ -41,6 +41,21 @@ enum Command {
         /// A login (`alice`) or an address (`a.smith@example.com`).
         who: String,
     },
+    /// Send the password expiry reminders that are due (once per user and
+    /// stage), or list them with --dry-run.
+    Remind {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// List who would get which mail; send and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Pretend it is this instant (RFC 3339), for rehearsals and tests.
+        #[arg(long, value_parser = parse_instant)]
+        now: Option<time::OffsetDateTime>,
+    },
     /// Read a password from standard input and print its `{ARGON2}` hash,
     /// for LDIF directories.
     HashPassword,
@@ -73,6 +88,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::load(&config)?;
             runtime()?.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Remind { config, dry_run, json, now } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(remind(config, dry_run, json, now))
         }
         Command::Lookup { config, who } => {
             let config = Config::load(&config)?;
@@ -165,4 +184,60 @@ async fn lookup(config: Config, who: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|e| e.to_string())
+}
+
+async fn remind(
+    config: Config,
+    dry_run: bool,
+    json: bool,
+    now: Option<time::OffsetDateTime>,
+) -> anyhow::Result<ExitCode> {
+    use mailwarrant::reminders::{Job, Status};
+
+    let Some(settings) = config.reminders.clone() else {
+        bail!("{}: no [reminders] section; add one to send reminders", config.file.display());
+    };
+    let directory = mailwarrant::directory::open(&config.directory).await.context("while opening the directory")?;
+    let store = serve::open_store(&config.store).context("while opening the store")?;
+    let mailer = match (&config.mailer, dry_run) {
+        (Some(m), false) => Some(mailwarrant::mailer::Mailer::new(m).context("while setting up the mailer")?),
+        _ => None,
+    };
+    let job = Job { directory: &*directory, store: &*store, settings: &settings, mailer: mailer.as_ref() };
+    let report = job.run(now.unwrap_or_else(time::OffsetDateTime::now_utc)).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{:<20} {:<32} {:<9} {:>9}  {:<17} STATUS", "LOGIN", "ADDRESS", "STAGE", "DAYS LEFT", "EXPIRES");
+        for o in &report.outcomes {
+            let stage = match o.mail.stage {
+                mailwarrant::reminders::Stage::Warning(d) => format!("{d}d"),
+                mailwarrant::reminders::Stage::Expired => "expired".into(),
+            };
+            let status = match &o.status {
+                Status::WouldSend => "would send".to_owned(),
+                Status::Sent => "sent".to_owned(),
+                Status::AlreadySent => "already sent".to_owned(),
+                Status::Failed(e) => format!("FAILED: {e}"),
+            };
+            println!(
+                "{:<20} {:<32} {:<9} {:>9}  {:<17} {status}",
+                o.mail.login, o.mail.address, stage, o.mail.days_left, o.expires_on
+            );
+        }
+        println!(
+            "{} users scanned, {} due: {} sent, {} would send, {} already sent, {} failed",
+            report.users_scanned,
+            report.outcomes.len(),
+            report.count(&Status::Sent),
+            report.count(&Status::WouldSend),
+            report.count(&Status::AlreadySent),
+            report.failed()
+        );
+    }
+    Ok(if report.failed() > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }

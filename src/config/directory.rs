@@ -63,6 +63,9 @@ pub struct RawLdap {
     /// Filter to find a user by login; `{login}` is replaced, escaped.
     #[serde(default = "default_user_filter")]
     pub user_filter: String,
+    /// Filter that matches every user, for the reminder scan.
+    #[serde(default = "default_users_filter")]
+    pub users_filter: String,
     /// Filter to find a user or list by address; `{address}` is replaced.
     #[serde(default = "default_address_filter")]
     pub address_filter: String,
@@ -121,6 +124,9 @@ fn yes() -> bool {
 fn default_user_filter() -> String {
     "(&(objectClass=inetOrgPerson)(|(uid={login})(mail={login})))".into()
 }
+fn default_users_filter() -> String {
+    "(objectClass=inetOrgPerson)".into()
+}
 fn default_address_filter() -> String {
     "(|(mail={address})(mailAlternateAddress={address}))".into()
 }
@@ -153,6 +159,8 @@ fn default_operation_timeout() -> String {
 }
 
 /// The directory to use, validated.
+// Built once at start-up: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum DirectorySettings {
     Ldif(LdifSettings),
@@ -176,6 +184,7 @@ pub struct LdapSettings {
     pub base_dn: String,
     pub user_filter: FilterTemplate,
     pub address_filter: FilterTemplate,
+    pub users_filter: String,
     pub login_attribute: String,
     pub mail_attribute: String,
     pub alias_attributes: Vec<String>,
@@ -284,6 +293,10 @@ impl Validate for RawLdap {
         let user_filter = p.check(&format!("{AT}.user_filter"), FilterTemplate::compile(&self.user_filter, "login"));
         let address_filter =
             p.check(&format!("{AT}.address_filter"), FilterTemplate::compile(&self.address_filter, "address"));
+        let filter = self.users_filter.trim();
+        if !(filter.starts_with('(') && filter.ends_with(')')) {
+            p.error(format!("{AT}.users_filter"), "a filter must start with '(' and end with ')'");
+        }
         let connect_timeout = duration::parse(p, &format!("{AT}.connect_timeout"), &self.connect_timeout);
         let operation_timeout = duration::parse(p, &format!("{AT}.operation_timeout"), &self.operation_timeout);
         if self.pool_size == 0 || self.pool_size > 256 {
@@ -305,6 +318,7 @@ impl Validate for RawLdap {
             base_dn: self.base_dn.clone(),
             user_filter: user_filter?,
             address_filter: address_filter?,
+            users_filter: self.users_filter.clone(),
             login_attribute: self.login_attribute.clone(),
             mail_attribute: self.mail_attribute.clone(),
             alias_attributes: self.alias_attributes.clone(),

@@ -10,8 +10,10 @@ pub mod directory;
 pub mod duration;
 pub mod http;
 pub mod identity;
+pub mod mailer;
 pub mod password;
 pub mod problems;
+pub mod reminders;
 pub mod secret;
 pub mod store;
 
@@ -24,9 +26,14 @@ use serde::{Deserialize, Serialize};
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use http::HttpSettings;
 pub use identity::IdentitySettings;
+pub use mailer::MailerSettings;
 pub use password::PasswordSettings;
 pub use problems::{ConfigError, Problem, Problems};
+pub use reminders::ReminderSettings;
 pub use store::StoreSettings;
+
+/// The top-level tables a config file may have.
+const SECTIONS: &[&str] = &["directory", "identity", "store", "mailer", "reminders", "http", "password"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -45,6 +52,10 @@ pub struct RawConfig {
     pub identity: identity::RawIdentity,
     #[serde(default)]
     pub store: store::RawStore,
+    /// Outgoing mail; needed by reminders and change confirmations.
+    pub mailer: Option<mailer::RawMailer>,
+    pub reminders: Option<reminders::RawReminders>,
+    /// The HTTP listener (self-service page); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<http::RawHttp>,
     #[serde(default)]
@@ -58,6 +69,8 @@ pub struct Config {
     pub directory: DirectorySettings,
     pub identity: IdentitySettings,
     pub store: StoreSettings,
+    pub mailer: Option<MailerSettings>,
+    pub reminders: Option<ReminderSettings>,
     /// `None`: no HTTP listener.
     pub http: Option<HttpSettings>,
     pub password: PasswordSettings,
@@ -87,42 +100,47 @@ impl Config {
             Err(e) => return Err(fail(vec![Problem { path: "(syntax)".into(), message: e.to_string() }])),
         };
         for key in table.keys() {
-            if !matches!(key.as_str(), "directory" | "identity" | "store" | "http" | "password") {
-                p.error(key.clone(), "unknown section; known: directory, identity, store, http, password");
+            if !SECTIONS.contains(&key.as_str()) {
+                p.error(key.clone(), format!("unknown section; known: {}", SECTIONS.join(", ")));
             }
         }
         let directory = section::<directory::RawDirectory>(&mut p, &table, "directory", None);
         let identity = section::<identity::RawIdentity>(&mut p, &table, "identity", Some(Default::default()));
         let store = section::<store::RawStore>(&mut p, &table, "store", Some(Default::default()));
+        let mailer = section::<Option<mailer::RawMailer>>(&mut p, &table, "mailer", Some(None));
+        let reminders = section::<Option<reminders::RawReminders>>(&mut p, &table, "reminders", Some(None));
         let http = section::<Option<http::RawHttp>>(&mut p, &table, "http", Some(None));
         let password = section::<password::RawPassword>(&mut p, &table, "password", Some(Default::default()));
 
-        let (Some(directory), Some(identity), Some(store), Some(http), Some(password)) =
-            (directory, identity, store, http, password)
+        let (Some(directory), Some(identity), Some(store), Some(mailer), Some(reminders), Some(http), Some(password)) =
+            (directory, identity, store, mailer, reminders, http, password)
         else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, http, password };
+        let raw = RawConfig { directory, identity, store, mailer, reminders, http, password };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
+        let mailer = raw.mailer.as_ref().map(|m| m.validate(&mut p, base_dir));
+        let reminders = raw.reminders.as_ref().map(|r| r.validate(&mut p, base_dir));
         let http = raw.http.as_ref().map(|h| h.validate(&mut p, base_dir));
         let password = raw.password.validate(&mut p, base_dir);
-        match (directory, identity, store, http, password) {
-            (Some(directory), Some(identity), Some(store), http, Some(password))
-                if p.errors.is_empty() && !matches!(http, Some(None)) =>
-            {
-                Ok(Config {
-                    file: file.to_path_buf(),
-                    directory,
-                    identity,
-                    store,
-                    http: http.flatten(),
-                    password,
-                    warnings: p.warnings,
-                    raw,
-                })
-            }
+        if reminders.is_some() && mailer.is_none() {
+            p.error("reminders", "reminders need a [mailer] section to send with");
+        }
+        match (directory, identity, store, password) {
+            (Some(directory), Some(identity), Some(store), Some(password)) if p.errors.is_empty() => Ok(Config {
+                file: file.to_path_buf(),
+                directory,
+                identity,
+                store,
+                mailer: mailer.flatten(),
+                reminders: reminders.flatten(),
+                http: http.flatten(),
+                password,
+                warnings: p.warnings,
+                raw,
+            }),
             _ => Err(fail(p.errors)),
         }
     }

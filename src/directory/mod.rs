@@ -20,7 +20,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::config::DirectorySettings;
-use crate::identity::{Address, Identity};
+use crate::identity::{AccountState, Address, Identity, Login};
 
 /// A directory that cannot answer. Never a verdict on a password.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +144,17 @@ pub struct DistributionList {
     pub address: Address,
 }
 
+/// A user as the reminder scan needs them: no groups, so a scan of
+/// 100,000 users costs one paged search, not one group search each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UserSummary {
+    pub login: Login,
+    pub dn: String,
+    pub display_name: String,
+    pub primary_address: Option<Address>,
+    pub account: AccountState,
+}
+
 /// Who an address belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -156,8 +167,15 @@ pub enum AddressOwner {
 pub async fn open(settings: &DirectorySettings) -> Result<Arc<dyn Directory>> {
     match settings {
         DirectorySettings::Ldif(s) => Ok(Arc::new(ldif::LdifDirectory::open(s)?)),
-        DirectorySettings::Ldap(_) => {
-            Err(DirectoryError::Unreachable("the LDAP backend is not built into this revision".into()))
+        DirectorySettings::Ldap(s) => {
+            let directory = ldap::LdapDirectory::new(s)?;
+            // Start even when the directory is down: listeners must exist
+            // (Postfix's smtpd exits without its auth socket), and every
+            // answer is a temporary failure until the directory is back.
+            if let Err(e) = directory.check_health().await {
+                tracing::error!(error = %e, "the directory does not answer yet; serving temporary failures until it does");
+            }
+            Ok(Arc::new(directory))
         }
     }
 }
@@ -191,6 +209,9 @@ pub trait Directory: Send + Sync + 'static {
         let _ = (identity, current, new, options);
         Ok(ChangeOutcome::Refused(ChangeRefusal::Unsupported))
     }
+
+    /// Every user, with account and password state (paged on LDAP).
+    async fn list_users(&self) -> Result<Vec<UserSummary>>;
 
     /// All groups that have a mail address.
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>>;

@@ -182,6 +182,9 @@ mod tests {
         async fn authenticate(&self, _: &Identity, _: &SecretString) -> Result<BindOutcome> {
             Ok(BindOutcome::ACCEPTED)
         }
+        async fn list_users(&self) -> Result<Vec<crate::directory::UserSummary>> {
+            Ok(vec![])
+        }
         async fn distribution_lists(&self) -> Result<Vec<DistributionList>> {
             Ok(vec![])
         }

@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 use crate::config::{Config, StoreSettings};
 use crate::directory::{self, Directory, DirectoryError};
 use crate::identity::IdentityCache;
+use crate::mailer::{Mailer, MailerError};
+use crate::reminders;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -24,6 +26,8 @@ pub enum ServeError {
     Directory(#[from] DirectoryError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("mailer: {0}")]
+    Mailer(#[from] MailerError),
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
 }
@@ -35,6 +39,8 @@ pub struct App {
     pub directory: Arc<dyn Directory>,
     pub identities: IdentityCache,
     pub store: Arc<dyn Store>,
+    /// Present when `[mailer]` is configured.
+    pub mailer: Option<Arc<Mailer>>,
 }
 
 impl App {
@@ -43,7 +49,8 @@ impl App {
         let directory = directory::open(&config.directory).await?;
         let store = open_store(&config.store)?;
         let identities = IdentityCache::new(directory.clone(), config.identity.clone());
-        Ok(App { config: Arc::new(config), directory, identities, store })
+        let mailer = config.mailer.as_ref().map(Mailer::new).transpose()?.map(Arc::new);
+        Ok(App { config: Arc::new(config), directory, identities, store, mailer })
     }
 }
 
@@ -59,6 +66,9 @@ pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     let mut front_ends: JoinSet<Result<(), ServeError>> = JoinSet::new();
     // Front ends register here, one line each.
+    if app.config.reminders.is_some() {
+        front_ends.spawn(reminders::schedule::run_daily(app.clone(), shutdown.clone()));
+    }
     if let Some(http) = app.config.http.clone() {
         front_ends.spawn(crate::http::start(app.clone(), http, shutdown.clone()));
     }

@@ -7,6 +7,8 @@
 //! used by `serve`.
 
 pub mod postfix;
+pub mod slapd;
+pub mod smtp_server;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

@@ -3,5 +3,7 @@
 
 mod cli;
 mod config;
+mod ldap;
 mod ldif;
 mod postfix;
+mod reminders;

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use super::{
     AddressOwner, BindOutcome, ChangeOptions, ChangeOutcome, ChangeRefusal, Directory, DirectoryError, DistributionList,
-    RejectReason, Result,
+    RejectReason, Result, UserSummary,
 };
 use crate::config::LdifSettings;
 use crate::directory::generalized_time;
@@ -207,6 +207,24 @@ impl Directory for LdifDirectory {
         Ok(ChangeOutcome::Changed)
     }
 
+    async fn list_users(&self) -> Result<Vec<UserSummary>> {
+        Ok(self
+            .index()
+            .users
+            .iter()
+            .map(|u| {
+                let i = &u.identity;
+                UserSummary {
+                    login: i.login.clone(),
+                    dn: i.dn.clone(),
+                    display_name: i.display_name.clone(),
+                    primary_address: i.primary_address.clone(),
+                    account: i.account.clone(),
+                }
+            })
+            .collect())
+    }
+
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>> {
         Ok(self.index().lists.clone())
     }
@@ -249,7 +267,7 @@ fn user_from_entry(e: &Entry, groups: &[&Entry], max_age: Option<Duration>) -> R
         e.all("mailwarrantSendAs").iter().map(|v| parse_address("mailwarrantSendAs", v)).collect::<Result<_>>()?;
     let changed_at = e
         .first("pwdChangedTime")
-        .map(|t| generalized_time::parse(t).map_err(|err| bad(&e.dn, "pwdChangedTime", err)))
+        .map(|t| generalized_time::parse(t).ok_or_else(|| bad(&e.dn, "pwdChangedTime", "not a GeneralizedTime")))
         .transpose()?;
     let locked = e.first("pwdAccountLockedTime").is_some();
     let disabled = e.first("mailwarrantAccountDisabled").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
