@@ -45,7 +45,10 @@ impl Validate for RawHttp {
     type Output = HttpSettings;
 
     fn validate(&self, p: &mut Problems, _: &Path) -> Option<HttpSettings> {
-        let listen = p.check("http.listen", self.listen.parse::<SocketAddr>().map_err(|e| format!("{e}: write e.g. \"127.0.0.1:8040\"")));
+        let listen = p.check(
+            "http.listen",
+            self.listen.parse::<SocketAddr>().map_err(|e| format!("{e}: write e.g. \"127.0.0.1:8040\"")),
+        );
         let base = self.public_base_url.clone().unwrap_or_else(|| format!("http://{}", self.listen));
         let base = base.trim_end_matches('/').to_owned();
         let origin = match origin_of(&base) {
@@ -58,7 +61,12 @@ impl Validate for RawHttp {
         if self.public_base_url.is_none() {
             p.warn("http.public_base_url", "not set; links in mails use the listen address");
         }
-        Some(HttpSettings { listen: listen?, public_base_url: base, public_origin: origin, trusted_proxies: self.trusted_proxies.clone() })
+        Some(HttpSettings {
+            listen: listen?,
+            public_base_url: base,
+            public_origin: origin,
+            trusted_proxies: self.trusted_proxies.clone(),
+        })
     }
 }
 

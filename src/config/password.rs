@@ -36,9 +36,6 @@ pub struct RawPassword {
     /// password was proven right).
     #[serde(default)]
     pub expired_change: ExpiredChange,
-    /// Confirmation mails and their subject.
-    #[serde(default = "default_subject")]
-    pub confirmation_subject: String,
     /// Changes allowed per client address per hour on the page.
     #[serde(default = "default_per_client")]
     pub changes_per_client_per_hour: u32,
@@ -47,9 +44,6 @@ pub struct RawPassword {
     pub attempts_per_login_per_hour: u32,
 }
 
-fn default_subject() -> String {
-    "Your mail password was changed".into()
-}
 fn default_per_client() -> u32 {
     30
 }
@@ -131,7 +125,6 @@ pub struct PasswordSettings {
     pub blocklist: Arc<Blocklist>,
     pub blocklist_file: Option<PathBuf>,
     pub expired_change: ExpiredChange,
-    pub confirmation_subject: String,
     pub changes_per_client_per_hour: u32,
     pub attempts_per_login_per_hour: u32,
 }
@@ -144,7 +137,6 @@ impl Default for PasswordSettings {
             blocklist: Arc::new(Blocklist::default()),
             blocklist_file: None,
             expired_change: ExpiredChange::GraceLogin,
-            confirmation_subject: default_subject(),
             changes_per_client_per_hour: default_per_client(),
             attempts_per_login_per_hour: default_per_login(),
         }
@@ -216,7 +208,6 @@ impl Validate for RawPassword {
             blocklist: Arc::new(blocklist),
             blocklist_file,
             expired_change: self.expired_change,
-            confirmation_subject: self.confirmation_subject.clone(),
             changes_per_client_per_hour: self.changes_per_client_per_hour,
             attempts_per_login_per_hour: self.attempts_per_login_per_hour,
         })
@@ -246,11 +237,9 @@ impl RawPasswordPolicy {
         let mut patterns = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             match Regex::new(&rule.pattern) {
-                Ok(regex) => patterns.push(PatternRule {
-                    regex,
-                    must_match: rule.must_match,
-                    message: rule.message.clone(),
-                }),
+                Ok(regex) => {
+                    patterns.push(PatternRule { regex, must_match: rule.must_match, message: rule.message.clone() })
+                }
                 Err(e) => p.error(format!("password.policies.{name}.rules[{i}].pattern"), e.to_string()),
             }
             if rule.message.trim().is_empty() {

@@ -10,15 +10,7 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 /// `pwdChangedTime`.
 pub fn format(at: OffsetDateTime) -> String {
     let t = at.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    format!("{:04}{:02}{:02}{:02}{:02}{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
 }
 
 /// Parses an LDAP GeneralizedTime (RFC 4517 §3.3.13):

@@ -37,7 +37,8 @@ pub async fn issue(store: &Arc<dyn Store>) -> Result<String, StoreError> {
 /// used up either way.
 pub async fn consume(store: &Arc<dyn Store>, form: Option<&str>, cookie: Option<&str>) -> Result<bool, StoreError> {
     let (Some(form), Some(cookie)) = (form, cookie) else { return Ok(false) };
-    if form.is_empty() || form.len() > 64 || !form.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if form.is_empty() || form.len() > 64 || !form.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Ok(false);
     }
     let live = store.delete(&key(form)).await?;

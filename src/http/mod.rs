@@ -44,7 +44,8 @@ impl HttpState {
             app.store.clone(),
             app.config.password.clone(),
             settings.public_base_url.clone(),
-        );
+        )
+        .with_mailer(app.mailer.clone(), app.config.reminders.clone());
         Self { passwords, store: app.store.clone(), settings: Arc::new(settings.clone()) }
     }
 

@@ -37,8 +37,14 @@ pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/password", get(show).post(submit))
         .route("/password/check", post(live_check))
-        .route("/password/static/password.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS) }))
-        .route("/password/static/password.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }))
+        .route(
+            "/password/static/password.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS) }),
+        )
+        .route(
+            "/password/static/password.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }),
+        )
 }
 
 #[derive(Deserialize)]
@@ -147,11 +153,9 @@ async fn submit(
         Ok(ChangeResult::Changed) => html(StatusCode::OK, view::changed(base(&s), &login)),
         Ok(ChangeResult::Refused(refusal)) => {
             let (status, text, verdicts) = match refusal {
-                Refusal::Throttled => (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many attempts. Wait an hour, then try again.".to_owned(),
-                    None,
-                ),
+                Refusal::Throttled => {
+                    (StatusCode::TOO_MANY_REQUESTS, "Too many attempts. Wait an hour, then try again.".to_owned(), None)
+                }
                 Refusal::WrongCredentials => (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "The login or the current password is not right.".to_owned(),

@@ -23,9 +23,10 @@ use time::OffsetDateTime;
 use super::check::{check, requirements, Facts, Report, Verdict};
 use super::{history, Candidate, UserContext};
 use crate::config::password::ExpiredChange;
-use crate::config::PasswordSettings;
+use crate::config::{PasswordSettings, ReminderSettings};
 use crate::directory::{BindOutcome, ChangeOptions, ChangeOutcome, ChangeRefusal, DirectoryError, RejectReason};
 use crate::identity::{AccountStatus, Identity, IdentityCache};
+use crate::mailer::Mailer;
 use crate::store::{Store, StoreError};
 
 /// Attempt windows for the page's own rate limits.
@@ -80,6 +81,9 @@ pub struct PasswordService {
     store: Arc<dyn Store>,
     settings: PasswordSettings,
     public_base_url: String,
+    mailer: Option<Arc<Mailer>>,
+    /// For the time zone of the confirmation mail.
+    reminders: Option<ReminderSettings>,
 }
 
 /// One change as submitted.
@@ -97,7 +101,15 @@ impl PasswordService {
         settings: PasswordSettings,
         public_base_url: String,
     ) -> Self {
-        Self { identities, store, settings, public_base_url }
+        Self { identities, store, settings, public_base_url, mailer: None, reminders: None }
+    }
+
+    /// Sends confirmations with `mailer` (times in the reminders' time
+    /// zone, else UTC); without one they are queued in the store.
+    pub fn with_mailer(mut self, mailer: Option<Arc<Mailer>>, reminders: Option<ReminderSettings>) -> Self {
+        self.mailer = mailer;
+        self.reminders = reminders;
+        self
     }
 
     pub fn settings(&self) -> &PasswordSettings {
@@ -126,6 +138,33 @@ impl PasswordService {
             now,
         };
         check(policy, Candidate(candidate), &facts)
+    }
+
+    /// Every rule, history included, as an administrator asks it
+    /// (`mailwarrant password-check`). `Ok(None)`: no such login.
+    pub async fn admin_check(
+        &self,
+        login: &str,
+        candidate: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Report>, ChangeError> {
+        let Some(who) = self.identities.get(login).await? else { return Ok(None) };
+        let policy = self.settings.policies.for_identity(Some(&who));
+        let context = UserContext::from_identity(&who);
+        let entries = match self.store.get(&history::store_key(who.login.as_str())).await? {
+            Some(bytes) => history::decode(&bytes),
+            None => Vec::new(),
+        };
+        let status = who.account.status(now);
+        let facts = Facts {
+            context: &context,
+            blocklist: &self.settings.blocklist,
+            history: Some(&entries),
+            changed_at: who.account.password_changed_at,
+            forced: matches!(status, AccountStatus::PasswordExpired | AccountStatus::MustChangePassword),
+            now,
+        };
+        Ok(Some(check(policy, Candidate(candidate), &facts)))
     }
 
     async fn known(&self, login: &str) -> Option<Arc<Identity>> {
@@ -242,17 +281,47 @@ impl PasswordService {
         self.audit("changed", who.login.as_str(), req.client, None).await;
     }
 
-    /// Queues the confirmation mail for the mailer (ASVS 6.3.6).
+    /// Sends the confirmation mail (ASVS 6.3.6) in the background, so the
+    /// page does not wait on SMTP; without a mailer, or when sending
+    /// fails, it is queued in the store's outbox.
     async fn queue_confirmation(&self, who: &Identity, now: OffsetDateTime) {
-        let Some(to) = &who.primary_address else {
+        let Some(to) = who.primary_address.clone() else {
             tracing::warn!(login = %who.login, "no mail address: no confirmation sent");
             return;
         };
+        if let Some(mailer) = self.mailer.clone() {
+            let (changed_at, time_zone) = match &self.reminders {
+                Some(r) => (crate::reminders::run::local_time(now, r), r.time_zone_name.clone()),
+                None => (utc_minutes(now), "UTC".to_owned()),
+            };
+            let context = serde_json::json!({
+                "display_name": who.display_name,
+                "login": who.login.as_str(),
+                "changed_at": changed_at,
+                "time_zone": time_zone,
+                "self_service_url": format!("{}/password", self.public_base_url),
+            });
+            let (me, who) = (self.clone(), who.clone());
+            tokio::spawn(async move {
+                match mailer.send(&to, Some(&who.display_name), "password-changed", &context).await {
+                    Ok(()) => tracing::info!(login = %who.login, "password change confirmation sent"),
+                    Err(e) => {
+                        tracing::warn!(login = %who.login, error = %e, "confirmation not sent; queued instead");
+                        me.queue_in_store(&who, &to, now).await;
+                    }
+                }
+            });
+            return;
+        }
+        self.queue_in_store(who, &to, now).await;
+    }
+
+    async fn queue_in_store(&self, who: &Identity, to: &crate::identity::Address, now: OffsetDateTime) {
         let body = confirmation_body(&who.display_name, who.login.as_str(), now, &self.public_base_url);
         let mail = serde_json::json!({
             "kind": "password_changed",
             "to": to.as_str(),
-            "subject": self.settings.confirmation_subject,
+            "subject": "Your mail password was changed",
             "body": body,
             "queued_at": now.unix_timestamp(),
         });
@@ -321,24 +390,26 @@ fn failure_key(kind: &str, who: &str) -> String {
 /// The confirmation text. The link comes from `public_base_url`, never
 /// from a request header (RELIABILITY T21).
 pub fn confirmation_body(name: &str, login: &str, at: OffsetDateTime, base_url: &str) -> String {
-    let when = at.to_offset(time::UtcOffset::UTC);
     format!(
-        "Hello {name},\n\nthe mail password of the account {login} was changed on {:04}-{:02}-{:02} at {:02}:{:02} UTC.\n\n\
+        "Hello {name},\n\nthe mail password of the account {login} was changed on {} UTC.\n\n\
          If you did not change it, contact your helpdesk at once.\n\
          You can change your password at {base_url}/password\n",
-        when.year(),
-        u8::from(when.month()),
-        when.day(),
-        when.hour(),
-        when.minute(),
+        utc_minutes(at)
     )
+}
+
+/// `2026-11-27 12:00`, in UTC.
+fn utc_minutes(at: OffsetDateTime) -> String {
+    let t = at.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
 }
 
 /// An argon2 verification against a fixed hash, so an unknown login
 /// takes as long as a known one (ASVS 6.3.8).
 async fn equalize_timing(password: &SecretString) {
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$OTgxfNw+a7TXejJ9Hdtd7g$Ub7yuZ65jRzOFVjSqz+85E7aPcc08WZ3smv7fTvI4i8";
+    const DUMMY: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$OTgxfNw+a7TXejJ9Hdtd7g$Ub7yuZ65jRzOFVjSqz+85E7aPcc08WZ3smv7fTvI4i8";
     let password = password.clone();
-    let _ = tokio::task::spawn_blocking(move || history::contains(&[DUMMY.to_owned()], 1, password.expose_secret()))
-        .await;
+    let _ =
+        tokio::task::spawn_blocking(move || history::contains(&[DUMMY.to_owned()], 1, password.expose_secret())).await;
 }

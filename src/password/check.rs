@@ -174,10 +174,7 @@ fn rules(policy: &PasswordPolicy, f: &mut dyn FnMut(String, String)) {
         f("max_length".into(), format!("At most {max} characters"));
     }
     if policy.min_classes > 0 {
-        f(
-            "character_classes".into(),
-            format!("At least {} of: {}", policy.min_classes, class_list(policy)),
-        );
+        f("character_classes".into(), format!("At least {} of: {}", policy.min_classes, class_list(policy)));
     }
     for (i, p) in policy.patterns.iter().enumerate() {
         f(format!("pattern_{}", i + 1), p.message.clone());

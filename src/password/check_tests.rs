@@ -59,11 +59,7 @@ fn length_counts_unicode_characters_not_bytes() {
             (&"x".repeat(65), &["max_length"]),
         ],
     );
-    let report = check(
-        &p,
-        Candidate("1234"),
-        &facts(&UserContext::default(), &Blocklist::default(), None),
-    );
+    let report = check(&p, Candidate("1234"), &facts(&UserContext::default(), &Blocklist::default(), None));
     let msg = report.failures().next().unwrap().message.clone().unwrap();
     assert_eq!(msg, "Too short: 4 characters; use at least 8.");
 }
@@ -90,9 +86,9 @@ fn character_classes_count_any_script() {
             ("lower1234", &["character_classes"]),
             ("Lower1234", &[]),
             ("lower-123", &[]),
-            ("über1234", &[]), // lower + digit + non-ASCII
+            ("über1234", &[]),                // lower + digit + non-ASCII
             ("ÜBER", &["character_classes"]), // upper + non-ASCII
-            ("ÜBERjа", &[]), // Cyrillic а is lowercase and non-ASCII
+            ("ÜBERjа", &[]),                  // Cyrillic а is lowercase and non-ASCII
         ],
     );
     p.classes = vec![CharClass::Lower, CharClass::Upper, CharClass::Digit, CharClass::Symbol];
@@ -134,14 +130,7 @@ fn custom_patterns_must_or_must_not_match() {
 fn zxcvbn_score_uses_the_users_words() {
     let mut p = PasswordPolicy::minimal("t", 1);
     p.min_score = Some(3);
-    expect(
-        &p,
-        &[
-            ("password", &["min_score"]),
-            ("Summer2026!", &["min_score"]),
-            ("vivid-cactus-lantern-97", &[]),
-        ],
-    );
+    expect(&p, &[("password", &["min_score"]), ("Summer2026!", &["min_score"]), ("vivid-cactus-lantern-97", &[])]);
     // A word zxcvbn does not know is weak once it is the user's own.
     let score = |ctx: &UserContext| {
         let r = check(&p, Candidate("Qwzxykowalczyk7"), &facts(ctx, &Blocklist::default(), None));
@@ -210,8 +199,14 @@ fn minimum_age_holds_back_changes_unless_forced() {
         let f = Facts { changed_at: changed, forced, ..facts(&ctx, &list, None) };
         check(&p, Candidate("x"), &f).failures().map(|v| v.message.clone().unwrap()).collect::<Vec<_>>()
     };
-    assert_eq!(run(Some(NOW - time::Duration::hours(2)), false), ["Was changed too recently; you can change it again in 22 hours."]);
-    assert!(run(Some(NOW - time::Duration::hours(2)), true).is_empty(), "an expired or reset password may always change");
+    assert_eq!(
+        run(Some(NOW - time::Duration::hours(2)), false),
+        ["Was changed too recently; you can change it again in 22 hours."]
+    );
+    assert!(
+        run(Some(NOW - time::Duration::hours(2)), true).is_empty(),
+        "an expired or reset password may always change"
+    );
     assert!(run(Some(NOW - time::Duration::days(1)), false).is_empty());
     assert!(run(None, false).is_empty(), "never changed: no minimum age");
 }

@@ -24,8 +24,7 @@ pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
 /// entries are ignored (they can match nothing).
 pub fn contains(entries: &[String], depth: usize, password: &str) -> bool {
     entries.iter().take(depth).any(|stored| {
-        PasswordHash::new(stored)
-            .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
     })
 }
 

@@ -22,8 +22,8 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use super::{
-    AddressOwner, BindOutcome, ChangeOptions, ChangeOutcome, ChangeRefusal, Directory, DirectoryError, DistributionList,
-    RejectReason, Result, UserSummary,
+    AddressOwner, BindOutcome, ChangeOptions, ChangeOutcome, ChangeRefusal, Directory, DirectoryError,
+    DistributionList, RejectReason, Result, UserSummary,
 };
 use crate::config::LdifSettings;
 use crate::directory::generalized_time;
@@ -201,7 +201,8 @@ impl Directory for LdifDirectory {
         })
         .await
         .map_err(|e| DirectoryError::Source(format!("password write aborted: {e}")))??;
-        let entries = parse::parse(&text).map_err(|e| DirectoryError::Source(format!("{}: {e}", source.path.display())))?;
+        let entries =
+            parse::parse(&text).map_err(|e| DirectoryError::Source(format!("{}: {e}", source.path.display())))?;
         let fresh = Index::build(&entries, source.max_age)?;
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
         Ok(ChangeOutcome::Changed)

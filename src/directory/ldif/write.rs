@@ -139,7 +139,8 @@ pwdReset: TRUE\nmail: alice@example.com\n\n# bob next\ndn: uid=bob,ou=people,\n 
 
     #[test]
     fn rewrites_only_the_target_entry() {
-        let out = with_new_password(TEXT, "UID=Alice, ou=people,dc=example,dc=com", "{ARGON2}new", "20261127120000Z").unwrap();
+        let out = with_new_password(TEXT, "UID=Alice, ou=people,dc=example,dc=com", "{ARGON2}new", "20261127120000Z")
+            .unwrap();
         assert!(out.contains("uid: alice\nmail: alice@example.com\nuserPassword: {ARGON2}new\npwdChangedTime: 20261127120000Z\n\n# bob next\n"));
         assert!(!out.contains("{SSHA}old") && !out.contains("continued") && !out.contains("pwdReset"));
         assert!(out.contains("# the cast\n") && out.contains("userPassword: {SSHA}bob\n"));
@@ -149,7 +150,8 @@ pwdReset: TRUE\nmail: alice@example.com\n\n# bob next\ndn: uid=bob,ou=people,\n 
 
     #[test]
     fn finds_folded_dns_and_refuses_unknown_ones() {
-        let out = with_new_password(TEXT, "uid=bob,ou=people,dc=example,dc=com", "{ARGON2}b", "20261127120000Z").unwrap();
+        let out =
+            with_new_password(TEXT, "uid=bob,ou=people,dc=example,dc=com", "{ARGON2}b", "20261127120000Z").unwrap();
         assert!(out.ends_with("uid: bob\nuserPassword: {ARGON2}b\npwdChangedTime: 20261127120000Z\n"));
         assert!(matches!(with_new_password(TEXT, "uid=eve,dc=x", "h", "t"), Err(WriteError::NoSuchEntry(_))));
     }
