@@ -5,5 +5,6 @@ mod cli;
 mod config;
 mod ldap;
 mod ldif;
+mod password_ldif;
 mod postfix;
 mod reminders;
