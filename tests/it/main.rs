@@ -6,5 +6,6 @@ mod config;
 mod ldap;
 mod ldif;
 mod password_ldif;
+mod password_slapd;
 mod postfix;
 mod reminders;

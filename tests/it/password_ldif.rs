@@ -101,7 +101,8 @@ async fn password_ldif_history_refuses_a_recent_password() {
     let s = site("").await;
     assert_eq!(s.change("bob", "Bob-Demo-2026!", "First-Meadow-2931").await, ChangeResult::Changed);
     assert_eq!(s.change("bob", "First-Meadow-2931", "Second-Harbor-8812").await, ChangeResult::Changed);
-    let ChangeResult::Refused(Refusal::Policy(report)) = s.change("bob", "Second-Harbor-8812", "First-Meadow-2931").await
+    let ChangeResult::Refused(Refusal::Policy(report)) =
+        s.change("bob", "Second-Harbor-8812", "First-Meadow-2931").await
     else {
         panic!("history must refuse")
     };
@@ -159,8 +160,14 @@ async fn password_ldif_weak_passwords_are_refused_before_any_bind() {
 async fn password_ldif_attempts_are_throttled_per_login() {
     let s = site("attempts_per_login_per_hour = 3").await;
     for _ in 0..3 {
-        assert_eq!(s.change("carol", "bad-guess", "Whatever-Lantern-11").await, ChangeResult::Refused(Refusal::WrongCredentials));
+        assert_eq!(
+            s.change("carol", "bad-guess", "Whatever-Lantern-11").await,
+            ChangeResult::Refused(Refusal::WrongCredentials)
+        );
     }
-    assert_eq!(s.change("carol", "Carol-Demo-2026!", "Whatever-Lantern-11").await, ChangeResult::Refused(Refusal::Throttled));
+    assert_eq!(
+        s.change("carol", "Carol-Demo-2026!", "Whatever-Lantern-11").await,
+        ChangeResult::Refused(Refusal::Throttled)
+    );
     assert_eq!(s.bind("carol", "Carol-Demo-2026!").await, BindOutcome::ACCEPTED, "nothing changed");
 }

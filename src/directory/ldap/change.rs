@@ -84,21 +84,37 @@ async fn run(
             return Err(DirectoryError::ServiceBind(format!("result code {}", service.0)));
         }
     }
-    let request = PasswordModify {
-        // Bound as the user: the change is for the bound identity.
-        user_id: as_service.then_some(identity.dn.as_str()),
-        old_pass: Some(current.expose_secret()),
-        new_pass: Some(new.expose_secret()),
-    };
-    let modify = ldap.with_controls(vec![ppolicy_request()]).with_timeout(deadline).extended(request);
-    let result = match timeout(deadline, modify).await {
-        Err(_) => return Err(DirectoryError::Timeout(deadline)),
-        Ok(Err(e)) => return Err(operation_error(e, deadline)),
-        Ok(Ok(r)) => r.1,
-    };
+    let mut result = modify(ldap, deadline, as_service.then_some(identity.dn.as_str()), Some(current), new).await?;
+    if result.rc == UNWILLING_TO_PERFORM && !as_service {
+        // slapd verifies `oldPasswd` by reading the user's own
+        // `userPassword`, which hardened ACLs (`by self =w`) forbid. The
+        // bind on this session already proved the password, so send the
+        // request again without it; a `pwdSafeModify: TRUE` policy then
+        // answers `mustSupplyOldPassword`, reported as not allowed.
+        tracing::debug!(dn = %identity.dn, "the directory cannot verify oldPasswd; retrying on the bound session");
+        result = modify(ldap, deadline, None, None, new).await?;
+    }
     let outcome = modify_outcome(result.rc, control(&result), &result.text);
     tracing::debug!(dn = %identity.dn, code = result.rc, ?outcome, as_service, "password modify");
     outcome
+}
+
+/// One Password Modify request with the ppolicy control.
+async fn modify(
+    ldap: &mut Ldap,
+    deadline: std::time::Duration,
+    user_id: Option<&str>,
+    current: Option<&SecretString>,
+    new: &SecretString,
+) -> Result<LdapResult> {
+    let request =
+        PasswordModify { user_id, old_pass: current.map(|c| c.expose_secret()), new_pass: Some(new.expose_secret()) };
+    let modify = ldap.with_controls(vec![ppolicy_request()]).with_timeout(deadline).extended(request);
+    match timeout(deadline, modify).await {
+        Err(_) => Err(DirectoryError::Timeout(deadline)),
+        Ok(Err(e)) => Err(operation_error(e, deadline)),
+        Ok(Ok(r)) => Ok(r.1),
+    }
 }
 
 /// A simple bind with the ppolicy control: code, text, decoded control.
