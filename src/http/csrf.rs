@@ -36,13 +36,14 @@ pub async fn issue(store: &Arc<dyn Store>) -> Result<String, StoreError> {
 /// True when `form` and `cookie` carry the same live token; the token is
 /// used up either way.
 pub async fn consume(store: &Arc<dyn Store>, form: Option<&str>, cookie: Option<&str>) -> Result<bool, StoreError> {
-    let (Some(form), Some(cookie)) = (form, cookie) else { return Ok(false) };
+    let Some(form) = form else { return Ok(false) };
     if form.is_empty() || form.len() > 64 || !form.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         return Ok(false);
     }
+    // A token shown once, in any attempt, is spent.
     let live = store.delete(&key(form)).await?;
-    Ok(live && subtle_eq(form, cookie))
+    Ok(live && cookie.is_some_and(|c| subtle_eq(form, c)))
 }
 
 fn subtle_eq(a: &str, b: &str) -> bool {
@@ -77,6 +78,9 @@ mod tests {
         assert!(consume(&store, Some(&b), Some(&b)).await.unwrap());
         assert!(!consume(&store, Some(&b), Some(&b)).await.unwrap(), "replay");
         assert!(!consume(&store, None, Some(&b)).await.unwrap());
+        let c = issue(&store).await.unwrap();
+        assert!(!consume(&store, Some(&c), None).await.unwrap(), "no cookie");
+        assert!(!consume(&store, Some(&c), Some(&c)).await.unwrap(), "spent by the try without a cookie");
         assert!(!consume(&store, Some("x%00"), Some("x%00")).await.unwrap());
         assert_eq!(from_cookie_header("a=1; mw_csrf=tok; b=2"), Some("tok"));
         assert_eq!(from_cookie_header("mw_csrfx=tok"), None);

@@ -124,13 +124,14 @@ async fn submit(
         drop(zeroize::Zeroizing::new(confirm));
         matches
     };
-    if !same_origin(&s, &headers) {
-        tracing::warn!(target: "audit", event = "password.forbidden", %client, reason = "cross_origin");
-        return forbidden(&s);
-    }
     let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(csrf::from_cookie_header);
+    // The token is spent first, so a refused cross-origin post burns it.
     match csrf::consume(&s.store, token.as_deref(), cookie).await {
-        Ok(true) => {}
+        Ok(true) if same_origin(&s, &headers) => {}
+        Ok(true) => {
+            tracing::warn!(target: "audit", event = "password.forbidden", %client, reason = "cross_origin");
+            return forbidden(&s);
+        }
         Ok(false) => {
             tracing::warn!(target: "audit", event = "password.forbidden", %client, reason = "csrf");
             return forbidden(&s);

@@ -21,6 +21,11 @@ pub struct Site {
 /// The demo cast in a private copy of the LDIF file, with a policy of
 /// 12 characters, a blocklist and a history of 3.
 pub async fn site(extra: &str) -> Site {
+    site_at(extra, 0, "https://mail.example.com/account").await
+}
+
+/// The same, with the HTTP listener on `port` and links built from `base`.
+pub async fn site_at(extra: &str, port: u16, base: &str) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::copy(root.join("config/demo-directory.ldif"), dir.path().join("people.ldif")).unwrap();
@@ -28,7 +33,7 @@ pub async fn site(extra: &str) -> Site {
     let text = format!(
         "[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = \"people.ldif\"\npassword_max_age = \"90d\"\n\
          [store]\npath = \"state.sqlite\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\npublic_base_url = \"https://mail.example.com/account\"\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"{base}\"\n\
          [password]\nblocklist_file = \"blocklist.txt\"\ndefault_policy = \"test\"\n{extra}\n\
          [password.policies.test]\nmin_length = 12\nmax_length = 128\nhistory = 3\n"
     );
@@ -36,12 +41,8 @@ pub async fn site(extra: &str) -> Site {
     std::fs::write(&path, &text).unwrap();
     let config = Config::load(&path).unwrap();
     let app = App::build(config).await.unwrap();
-    let service = PasswordService::new(
-        app.identities.clone(),
-        app.store.clone(),
-        app.config.password.clone(),
-        "https://mail.example.com/account".into(),
-    );
+    let service =
+        PasswordService::new(app.identities.clone(), app.store.clone(), app.config.password.clone(), base.into());
     Site { dir, app, service }
 }
 
@@ -61,7 +62,7 @@ impl Site {
         self.app.directory.authenticate(&who, &secret(password)).await.unwrap()
     }
 
-    fn records(&self, log: &str) -> Vec<serde_json::Value> {
+    pub fn records(&self, log: &str) -> Vec<serde_json::Value> {
         let rt = tokio::runtime::Handle::current();
         let store = self.app.store.clone();
         let log = log.to_owned();
