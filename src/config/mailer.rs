@@ -23,6 +23,9 @@ pub struct RawMailer {
     /// `starttls` (required, never falls back), `tls` (implicit), or `none`.
     #[serde(default)]
     pub security: MailSecurity,
+    /// PEM file of the CA that signed the server's certificate, when it is
+    /// not in the system store.
+    pub ca_file: Option<PathBuf>,
     /// SMTP AUTH user; leave out to send without AUTH.
     pub username: Option<String>,
     pub password: Option<Redacted>,
@@ -82,6 +85,7 @@ pub struct MailerSettings {
     pub host: String,
     pub port: u16,
     pub security: MailSecurity,
+    pub ca_file: Option<PathBuf>,
     pub credentials: Option<(String, SecretString)>,
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
@@ -123,6 +127,15 @@ impl Validate for RawMailer {
         if !templates.is_dir() {
             p.error("mailer.templates", format!("{} is not a folder of templates", templates.display()));
         }
+        let ca_file = self.ca_file.as_ref().map(|f| base_dir.join(f));
+        if let Some(ca) = &ca_file {
+            if !ca.is_file() {
+                p.error("mailer.ca_file", format!("{} is not a readable file", ca.display()));
+            }
+            if self.security == MailSecurity::None {
+                p.warn("mailer.ca_file", "ignored because security = \"none\"");
+            }
+        }
         let port = self.port.unwrap_or(match self.security {
             MailSecurity::Starttls => 587,
             MailSecurity::Tls => 465,
@@ -132,6 +145,7 @@ impl Validate for RawMailer {
             host: self.host.clone(),
             port,
             security: self.security,
+            ca_file,
             credentials: credentials?,
             from: from?,
             reply_to: reply_to.map(|r| r.ok_or(())).transpose().ok()?,

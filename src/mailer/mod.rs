@@ -11,6 +11,7 @@ pub mod template;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox as LettreMailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -47,17 +48,28 @@ impl Mailer {
             server: server.clone(),
             reason: e.to_string(),
         };
-        let mut builder = match settings.security {
-            MailSecurity::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host).map_err(transport_error)?
+        let tls = match settings.security {
+            MailSecurity::None => Tls::None,
+            security => {
+                let mut params = TlsParameters::builder(settings.host.clone());
+                if let Some(ca) = &settings.ca_file {
+                    let pem = std::fs::read(ca)
+                        .map_err(|e| MailerError::Build(format!("mailer.ca_file {}: {e}", ca.display())))?;
+                    params = params.add_root_certificate(Certificate::from_pem(&pem).map_err(transport_error)?);
+                }
+                let params = params.build_rustls().map_err(transport_error)?;
+                // Required, never opportunistic: no fallback to cleartext.
+                if security == MailSecurity::Starttls {
+                    Tls::Required(params)
+                } else {
+                    Tls::Wrapper(params)
+                }
             }
-            MailSecurity::Tls => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host).map_err(transport_error)?
-            }
-            MailSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host),
-        }
-        .port(settings.port)
-        .timeout(Some(settings.timeout));
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            .tls(tls)
+            .port(settings.port)
+            .timeout(Some(settings.timeout));
         if let Some((user, password)) = &settings.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
         }

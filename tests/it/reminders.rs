@@ -42,13 +42,18 @@ impl Site {
     }
 
     fn with_directory(directory: &str) -> Site {
-        let site = Site { dir: tempfile::tempdir().unwrap(), smtp: SmtpServer::start().unwrap() };
+        Site::build(directory, SmtpServer::start().unwrap(), "security = \"none\"")
+    }
+
+    /// `mailer` holds the `[mailer]` lines about TLS.
+    fn build(directory: &str, smtp: SmtpServer, mailer: &str) -> Site {
+        let site = Site { dir: tempfile::tempdir().unwrap(), smtp };
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
         std::fs::write(
             site.config(),
             format!(
                 "{directory}\n[store]\npath = \"state.sqlite\"\n\
-                 [mailer]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nfrom = \"IT Desk <it@example.com>\"\n\
+                 [mailer]\nhost = \"127.0.0.1\"\nport = {}\n{mailer}\nfrom = \"IT Desk <it@example.com>\"\n\
                  reply_to = \"helpdesk@example.com\"\ntemplates = {templates:?}\n\
                  [reminders]\nmax_age = \"90d\"\ntime_zone = \"Europe/Berlin\"\nmax_per_second = 1000\n\
                  self_service_url = \"https://mail.example.com/password\"\n",
@@ -256,4 +261,45 @@ fn reminders_follow_openldap_ppolicy_ages() {
     set_changed_time(&server, "bob", now);
     let after = site.remind(now, &["--dry-run"]);
     assert!(!statuses(&after).iter().any(|(login, _, _)| login == "bob"), "{after}");
+}
+
+const LDIF_DIRECTORY: &str = "[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = \"people.ldif\"\n";
+
+#[test]
+fn mail_goes_out_over_required_starttls() {
+    let smtp = SmtpServer::start_starttls().unwrap();
+    let mailer = format!("security = \"starttls\"\nca_file = {:?}", smtp.ca_file());
+    let site = Site::build(LDIF_DIRECTORY, smtp, &mailer);
+    site.write_directory(&[]);
+    let sent = site.remind(NOW, &[]);
+    assert!(statuses(&sent).iter().all(|(_, _, s)| s == "sent"), "{sent}");
+    assert_eq!(site.smtp.messages().len(), 4);
+}
+
+#[test]
+fn starttls_is_never_skipped_when_the_server_lacks_it() {
+    let site = Site::build(LDIF_DIRECTORY, SmtpServer::start().unwrap(), "security = \"starttls\"");
+    site.write_directory(&[]);
+    let out = site.remind_command(NOW, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(site.smtp.messages().is_empty(), "no mail in cleartext");
+}
+
+#[test]
+fn the_admin_gets_a_summary_of_each_run() {
+    let site = Site::new();
+    let mut config = std::fs::read_to_string(site.config()).unwrap();
+    config.push_str("admin_summary_to = \"postmaster@example.com\"\n");
+    std::fs::write(site.config(), config).unwrap();
+    site.remind(NOW, &[]);
+    let messages = site.smtp.messages();
+    assert_eq!(messages.len(), 5, "four reminders and one summary");
+    let summary = messages.iter().find(|m| m.contains("postmaster@example.com")).expect("a summary");
+    let mail = mailparse::parse_mail(summary.as_bytes()).unwrap();
+    let subject = mail.headers.iter().find(|h| h.get_key() == "Subject").unwrap().get_value();
+    assert_eq!(subject, "Password reminders 2026-11-27 09:00: 3 reminded, 1 expired");
+    let text = mail.subparts[0].get_body().unwrap();
+    for login in ["due14", "due7", "due1", "gone"] {
+        assert!(text.contains(login), "{login} in {text}");
+    }
 }

@@ -26,7 +26,7 @@ use super::pool::{Search, SearchPool};
 use super::ppolicy::{self, PolicyEntry, UserPasswordAttributes};
 use crate::config::directory::{GroupMembership, LdapSettings};
 use crate::directory::{escape, DirectoryError, DistributionList, Result, UserSummary};
-use crate::identity::{Address, GroupRef, Identity, Login};
+use crate::identity::{AccountState, Address, GroupRef, Identity, Login};
 
 /// How long a group's name and parents are trusted.
 pub const GROUP_TTL: Duration = Duration::from_secs(60);
@@ -210,7 +210,23 @@ impl Reader {
         let send_as = s.send_as_attribute.as_deref().map(addresses).unwrap_or_default();
         let member_of = entry.has(MEMBER_OF).then(|| entry.all(MEMBER_OF).to_vec());
         let groups = self.groups_of(entry.dn(), member_of).await?;
-        let policy_dn = entry.first(ppolicy::PWD_POLICY_SUBENTRY).or(s.default_password_policy_dn.as_deref());
+        Ok(Identity {
+            login: Login::new(login),
+            dn: entry.dn().to_owned(),
+            display_name: entry.first(&s.display_name_attribute).unwrap_or(login).to_owned(),
+            primary_address,
+            aliases,
+            send_as,
+            groups,
+            account: self.account_state(entry, now).await?,
+        })
+    }
+
+    /// Account and password state from the entry's ppolicy attributes and
+    /// its policy entry (cached).
+    async fn account_state(&self, entry: &Entry, now: OffsetDateTime) -> Result<AccountState> {
+        let policy_dn =
+            entry.first(ppolicy::PWD_POLICY_SUBENTRY).or(self.settings.default_password_policy_dn.as_deref());
         let policy = match policy_dn {
             Some(dn) => self.policy(dn).await?,
             None => None,
@@ -221,16 +237,7 @@ impl Reader {
             reset: entry.first(ppolicy::PWD_RESET),
             disabled: entry.first(ppolicy::ACCOUNT_DISABLED),
         };
-        Ok(Identity {
-            login: Login::new(login),
-            dn: entry.dn().to_owned(),
-            display_name: entry.first(&s.display_name_attribute).unwrap_or(login).to_owned(),
-            primary_address,
-            aliases,
-            send_as,
-            groups,
-            account: ppolicy::account_state(&password, policy.as_deref(), now),
-        })
+        Ok(ppolicy::account_state(&password, policy.as_deref(), now))
     }
 
     /// Every user under the base with account state, for the reminder scan:
@@ -243,23 +250,12 @@ impl Reader {
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries.into_iter().map(Entry) {
             let Some(login) = entry.first(&s.login_attribute) else { continue };
-            let policy_dn = entry.first(ppolicy::PWD_POLICY_SUBENTRY).or(s.default_password_policy_dn.as_deref());
-            let policy = match policy_dn {
-                Some(dn) => self.policy(dn).await?,
-                None => None,
-            };
-            let password = UserPasswordAttributes {
-                changed_time: entry.first(ppolicy::PWD_CHANGED_TIME),
-                locked_time: entry.first(ppolicy::PWD_ACCOUNT_LOCKED_TIME),
-                reset: entry.first(ppolicy::PWD_RESET),
-                disabled: entry.first(ppolicy::ACCOUNT_DISABLED),
-            };
             out.push(UserSummary {
                 login: Login::new(login),
                 dn: entry.dn().to_owned(),
                 display_name: entry.first(&s.display_name_attribute).unwrap_or(login).to_owned(),
                 primary_address: entry.first(&s.mail_attribute).and_then(|m| Address::parse(m).ok()),
-                account: ppolicy::account_state(&password, policy.as_deref(), now),
+                account: self.account_state(&entry, now).await?,
             });
         }
         Ok(out)
