@@ -87,7 +87,8 @@ async fn security_headers(request: Request, next: Next) -> Response {
     set(h, header::PRAGMA, "no-cache");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // `no-referrer` would make browsers send `Origin: null` on form posts.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(
         h,
         header::CONTENT_SECURITY_POLICY,

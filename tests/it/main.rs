@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod ldap;
 mod ldif;
+mod password_browser;
 mod password_http;
 mod password_ldif;
 mod password_slapd;
