@@ -271,3 +271,90 @@ impl RawPasswordPolicy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> (Option<PasswordSettings>, Problems) {
+        let raw: RawPassword = toml::from_str(text).expect("valid TOML for RawPassword");
+        let mut p = Problems::default();
+        let settings = raw.validate(&mut p, Path::new("."));
+        (settings, p)
+    }
+
+    fn paths(list: &[super::super::Problem]) -> Vec<&str> {
+        list.iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_key() {
+        let (_, p) = load(
+            r#"
+            default_policy = "missing"
+            [policies.a]
+            min_length = 0
+            max_length = 10
+            min_character_classes = 6
+            min_score = 5
+            min_age = "2d"
+            max_age = "1d"
+            rules = [{ pattern = "(", message = "" }]
+            "#,
+        );
+        assert_eq!(
+            paths(&p.errors),
+            [
+                "password.policies.a.min_length",
+                "password.policies.a.min_character_classes",
+                "password.policies.a.min_score",
+                "password.policies.a.rules[0].pattern",
+                "password.policies.a.rules[0].message",
+                "password.policies.a.min_age",
+                "password.default_policy",
+            ]
+        );
+    }
+
+    #[test]
+    fn weak_but_legal_settings_warn() {
+        let (settings, p) = load("[policies.short]\nmax_length = 20\n");
+        assert!(settings.is_some() && p.errors.is_empty());
+        assert_eq!(paths(&p.warnings), ["password.policies.short.max_length", "password.policies.short.blocklist"]);
+    }
+
+    #[test]
+    fn group_policies_and_the_default_resolve_by_priority() {
+        let (settings, p) = load(
+            r#"
+            default_policy = "modern"
+            [policies.modern]
+            min_length = 15
+            blocklist = false
+            [policies.classic]
+            groups = ["it-admins"]
+            priority = 10
+            min_length = 12
+            blocklist = false
+            min_character_classes = 3
+            [policies.staff]
+            groups = ["staff", "it-admins"]
+            priority = 1
+            blocklist = false
+            "#,
+        );
+        assert!(p.errors.is_empty() && p.warnings.is_empty(), "{:?}", p);
+        let set = settings.unwrap().policies;
+        let names: Vec<_> = set.all().map(|p| p.name.to_string()).collect();
+        assert_eq!(names, ["classic", "staff", "modern"]);
+        assert_eq!(set.default_policy().min_length, 15);
+    }
+
+    #[test]
+    fn no_section_gives_the_nist_default() {
+        let s = PasswordSettings::default();
+        let p = s.policies.default_policy();
+        assert_eq!((p.min_length, p.max_length, p.min_classes, p.max_age), (15, Some(128), 0, None));
+        assert!(p.use_blocklist && p.reject_personal_info);
+    }
+}
