@@ -18,7 +18,7 @@ use super::problems::Problems;
 use super::{duration, Validate};
 use crate::password::{Blocklist, CharClass, PasswordPolicy, PatternRule, PolicySet};
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPassword {
     /// Common and breached passwords, one per line (relative to the config
@@ -42,6 +42,20 @@ pub struct RawPassword {
     /// Attempts allowed per login per hour on the page.
     #[serde(default = "default_per_login")]
     pub attempts_per_login_per_hour: u32,
+}
+
+impl Default for RawPassword {
+    /// No `[password]` section: the same values as an empty one.
+    fn default() -> Self {
+        Self {
+            blocklist_file: None,
+            default_policy: None,
+            policies: BTreeMap::new(),
+            expired_change: ExpiredChange::default(),
+            changes_per_client_per_hour: default_per_client(),
+            attempts_per_login_per_hour: default_per_login(),
+        }
+    }
 }
 
 fn default_per_client() -> u32 {
@@ -348,6 +362,16 @@ mod tests {
         let names: Vec<_> = set.all().map(|p| p.name.to_string()).collect();
         assert_eq!(names, ["classic", "staff", "modern"]);
         assert_eq!(set.default_policy().min_length, 15);
+    }
+
+    #[test]
+    fn a_missing_section_validates_like_an_empty_one() {
+        let mut p = Problems::default();
+        let settings = RawPassword::default().validate(&mut p, Path::new(".")).unwrap();
+        assert!(p.errors.is_empty() && p.warnings.is_empty(), "{p:?}");
+        assert_eq!(settings.attempts_per_login_per_hour, default_per_login());
+        let (_, empty) = load("");
+        assert!(empty.errors.is_empty());
     }
 
     #[test]

@@ -29,6 +29,8 @@ use crate::password::{ChangeRequest, ChangeResult, Refusal, Verdict};
 const MAX_LOGIN: usize = 256;
 /// Live checks per client per minute.
 const CHECKS_PER_MINUTE: i64 = 300;
+/// Page views per client per minute (each stores a CSRF token).
+const PAGES_PER_MINUTE: i64 = 120;
 
 const JS: &str = include_str!("assets/password.js");
 const CSS: &str = include_str!("assets/password.css");
@@ -53,7 +55,24 @@ struct ShowQuery {
     login: String,
 }
 
-async fn show(State(s): State<HttpState>, Query(q): Query<ShowQuery>) -> Response {
+async fn show(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<ShowQuery>,
+) -> Response {
+    let client = s.client(peer, &headers);
+    match s.store.incr(&format!("password:page:client:{client}"), 1, std::time::Duration::from_secs(60)).await {
+        Ok(n) if n > PAGES_PER_MINUTE => {
+            let text = "Too many requests from your address. Wait a minute, then try again.";
+            return html(StatusCode::TOO_MANY_REQUESTS, view::plain(base(&s), "Too many requests", text));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "store unavailable; cannot count page views");
+            return unavailable(&s);
+        }
+    }
     let login = clean_login(&q.login);
     if login.is_empty() {
         return html(StatusCode::OK, view::login_step(base(&s), None));

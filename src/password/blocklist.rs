@@ -29,19 +29,32 @@ impl Blocklist {
     /// Reads a file of one password per line; blank lines and lines
     /// starting with `#` are skipped. Invalid UTF-8 is read lossily.
     pub fn load(path: &Path) -> Result<Self, BlocklistError> {
-        let bytes =
-            std::fs::read(path).map_err(|source| BlocklistError { path: path.display().to_string(), source })?;
-        Ok(Self::from_text(&String::from_utf8_lossy(&bytes)))
+        use std::io::BufRead;
+        let fail = |source| BlocklistError { path: path.display().to_string(), source };
+        let file = std::fs::File::open(path).map_err(fail)?;
+        // Streamed line by line: the file is never held whole in memory.
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let mut hashes = Vec::new();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(fail)? == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&line);
+            if let Some(entry) = entry(&text) {
+                hashes.push(key(entry));
+            }
+        }
+        Ok(Self::from_hashes(hashes))
     }
 
     /// Builds the list from text, one password per line.
     pub fn from_text(text: &str) -> Self {
-        let mut hashes: Vec<u64> = text
-            .lines()
-            .map(|l| l.trim_end_matches('\r'))
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(key)
-            .collect();
+        Self::from_hashes(text.lines().filter_map(entry).map(key).collect())
+    }
+
+    fn from_hashes(mut hashes: Vec<u64>) -> Self {
         hashes.sort_unstable();
         hashes.dedup();
         hashes.shrink_to_fit();
@@ -66,6 +79,12 @@ impl Blocklist {
     pub fn memory_bytes(&self) -> usize {
         self.hashes.capacity() * std::mem::size_of::<u64>()
     }
+}
+
+/// The password on one line, if the line holds one.
+fn entry(line: &str) -> Option<&str> {
+    let l = line.trim_end_matches(['\r', '\n']);
+    (!l.is_empty() && !l.starts_with('#')).then_some(l)
 }
 
 /// `DefaultHasher::new()` uses fixed keys: stable within a process,
@@ -103,6 +122,18 @@ mod tests {
         assert_eq!(list.len(), 1_000_000);
         assert!(list.memory_bytes() <= 8_000_000);
         assert!(list.contains("pw999999") && !list.contains("pw1000000"));
+    }
+
+    #[test]
+    fn a_file_loads_like_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.txt");
+        std::fs::write(&path, b"# c\r\npassword\r\nqwerty\n\xff\xfeodd\nlast-without-newline").unwrap();
+        let list = Blocklist::load(&path).unwrap();
+        assert_eq!(list.len(), 4);
+        assert!(
+            list.contains("Password") && list.contains("last-without-newline") && list.contains("\u{fffd}\u{fffd}odd")
+        );
     }
 
     #[test]

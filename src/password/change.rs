@@ -25,7 +25,7 @@ use super::{history, Candidate, UserContext};
 use crate::config::password::ExpiredChange;
 use crate::config::{PasswordSettings, ReminderSettings};
 use crate::directory::{BindOutcome, ChangeOptions, ChangeOutcome, ChangeRefusal, DirectoryError, RejectReason};
-use crate::identity::{AccountStatus, Identity, IdentityCache};
+use crate::identity::{AccountStatus, Identity, IdentityCache, Login};
 use crate::mailer::Mailer;
 use crate::store::{Store, StoreError};
 
@@ -37,6 +37,16 @@ const AUDIT_KEEP: usize = 100_000;
 /// Store log read by the mailer; stable name.
 pub const OUTBOX_LOG: &str = "outbox";
 pub const AUDIT_LOG: &str = "audit";
+/// The AUTH core's failure counters (`auth::throttle`, stable key
+/// prefixes): wrong current passwords on the page count there too, and a
+/// login already throttled for SMTP AUTH is throttled here, so guessing
+/// through the page gains nothing (RELIABILITY W3).
+const AUTH_FAIL_LOGIN: &str = "auth:fail:login:";
+const AUTH_FAIL_CLIENT: &str = "auth:fail:client:";
+
+/// Called with the canonical login after every successful change, e.g. to
+/// drop the AUTH core's credential cache entry.
+pub type ChangeListener = Arc<dyn Fn(&Login) + Send + Sync>;
 
 /// The flow could not run: a *temporary* failure, never a verdict.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +94,7 @@ pub struct PasswordService {
     mailer: Option<Arc<Mailer>>,
     /// For the time zone of the confirmation mail.
     reminders: Option<ReminderSettings>,
+    listeners: Vec<ChangeListener>,
 }
 
 /// One change as submitted.
@@ -101,7 +112,7 @@ impl PasswordService {
         settings: PasswordSettings,
         public_base_url: String,
     ) -> Self {
-        Self { identities, store, settings, public_base_url, mailer: None, reminders: None }
+        Self { identities, store, settings, public_base_url, mailer: None, reminders: None, listeners: Vec::new() }
     }
 
     /// Sends confirmations with `mailer` (times in the reminders' time
@@ -109,6 +120,13 @@ impl PasswordService {
     pub fn with_mailer(mut self, mailer: Option<Arc<Mailer>>, reminders: Option<ReminderSettings>) -> Self {
         self.mailer = mailer;
         self.reminders = reminders;
+        self
+    }
+
+    /// Registers a listener run after every successful change (the AUTH
+    /// core registers its credential-cache `forget` here).
+    pub fn on_change(mut self, listener: ChangeListener) -> Self {
+        self.listeners.push(listener);
         self
     }
 
@@ -186,6 +204,11 @@ impl PasswordService {
             self.audit("refused", &login_key, req.client, Some("unknown_login")).await;
             return Ok(ChangeResult::Refused(Refusal::WrongCredentials));
         };
+        let shared = self.store.counter(&format!("{AUTH_FAIL_LOGIN}{}", who.login)).await?;
+        if shared >= i64::from(self.settings.attempts_per_login_per_hour) {
+            self.audit("throttled", who.login.as_str(), req.client, Some("auth_failures")).await;
+            return Ok(ChangeResult::Refused(Refusal::Throttled));
+        }
         let status = who.account.status(now);
         let forced = matches!(status, AccountStatus::PasswordExpired | AccountStatus::MustChangePassword);
         let policy = self.settings.policies.for_identity(Some(&who)).clone();
@@ -262,6 +285,9 @@ impl PasswordService {
     ) {
         self.identities.forget(req.login);
         self.identities.forget(who.login.as_str());
+        for listener in &self.listeners {
+            listener(&who.login);
+        }
         if keep > 0 {
             let new = req.new.clone();
             let hashed = tokio::task::spawn_blocking(move || history::hash(new.expose_secret())).await;
@@ -356,8 +382,10 @@ impl PasswordService {
 
     async fn record_failure(&self, login: &str, client: Option<IpAddr>) -> Result<(), StoreError> {
         self.store.incr(&failure_key("login", &login.to_lowercase()), 1, WINDOW).await?;
+        self.store.incr(&format!("{AUTH_FAIL_LOGIN}{login}"), 1, WINDOW).await?;
         if let Some(ip) = client {
             self.store.incr(&failure_key("client", &ip.to_string()), 1, WINDOW).await?;
+            self.store.incr(&format!("{AUTH_FAIL_CLIENT}{}", auth_client_key(ip)), 1, WINDOW).await?;
         }
         Ok(())
     }
@@ -376,6 +404,20 @@ impl PasswordService {
         if let Err(e) = self.store.append(AUDIT_LOG, record.to_string().as_bytes(), AUDIT_KEEP).await {
             tracing::error!(error = %e, "audit record not stored");
         }
+    }
+}
+
+/// As `auth::throttle` keys clients: IPv4 as is, IPv6 per /64.
+fn auth_client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 

@@ -25,7 +25,7 @@ pub mod history;
 pub mod policy;
 
 pub use blocklist::Blocklist;
-pub use change::{ChangeError, ChangeRequest, ChangeResult, PasswordService, Refusal, Rules};
+pub use change::{ChangeError, ChangeListener, ChangeRequest, ChangeResult, PasswordService, Refusal, Rules};
 pub use check::{check, Facts, Outcome, Report, Strength, Verdict};
 pub use context::UserContext;
 pub use policy::{CharClass, PasswordPolicy, PatternRule, PolicySet};
