@@ -5,12 +5,14 @@
 //! `ARCHITECTURE.md` for the codemap and the invariants.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod http;
 pub mod identity;
 pub mod mailer;
 pub mod password;
+pub mod protocols;
 pub mod reminders;
 pub mod serve;
 pub mod store;

@@ -106,7 +106,10 @@ build() {
     /usr/sbin/slaptest -Q -f "$dir/slapd.conf" -F "$dir/slapd.d.tmp"
 
     cp "$schemas/groups.ldif" "$dir/groups.ldif"
-    if [ "$extra" -gt 0 ]; then extra_groups "$extra" >>"$dir/groups.ldif"; fi
+    if [ "$extra" -gt 0 ]; then
+        echo >>"$dir/groups.ldif"
+        extra_groups "$extra" >>"$dir/groups.ldif"
+    fi
     socket=$dir/ldapi
     url="ldapi://${socket//\//%2F}"
     /usr/sbin/slapd -d 0 -F "$dir/slapd.d.tmp" -h "$url" 2>"$dir/build.log" &

@@ -6,6 +6,7 @@
 //! steps collect every problem before failing, so an admin sees them all.
 //! `schemas/config.schema.json` is generated from the `Raw*` types.
 
+pub mod auth;
 pub mod directory;
 pub mod duration;
 pub mod http;
@@ -23,6 +24,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use auth::AuthSettings;
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use http::HttpSettings;
 pub use identity::IdentitySettings;
@@ -33,7 +35,7 @@ pub use reminders::ReminderSettings;
 pub use store::StoreSettings;
 
 /// The top-level tables a config file may have.
-const SECTIONS: &[&str] = &["directory", "identity", "store", "mailer", "reminders", "http", "password"];
+const SECTIONS: &[&str] = &["directory", "identity", "store", "auth", "mailer", "reminders", "http", "password"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -55,6 +57,8 @@ pub struct RawConfig {
     /// Outgoing mail; needed by reminders and change confirmations.
     pub mailer: Option<mailer::RawMailer>,
     pub reminders: Option<reminders::RawReminders>,
+    #[serde(default)]
+    pub auth: auth::RawAuth,
     /// The HTTP listener (self-service page); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<http::RawHttp>,
@@ -69,6 +73,7 @@ pub struct Config {
     pub directory: DirectorySettings,
     pub identity: IdentitySettings,
     pub store: StoreSettings,
+    pub auth: AuthSettings,
     pub mailer: Option<MailerSettings>,
     pub reminders: Option<ReminderSettings>,
     /// `None`: no HTTP listener.
@@ -109,18 +114,28 @@ impl Config {
         let store = section::<store::RawStore>(&mut p, &table, "store", Some(Default::default()));
         let mailer = section::<Option<mailer::RawMailer>>(&mut p, &table, "mailer", Some(None));
         let reminders = section::<Option<reminders::RawReminders>>(&mut p, &table, "reminders", Some(None));
+        let auth = section::<auth::RawAuth>(&mut p, &table, "auth", Some(Default::default()));
         let http = section::<Option<http::RawHttp>>(&mut p, &table, "http", Some(None));
         let password = section::<password::RawPassword>(&mut p, &table, "password", Some(Default::default()));
 
-        let (Some(directory), Some(identity), Some(store), Some(mailer), Some(reminders), Some(http), Some(password)) =
-            (directory, identity, store, mailer, reminders, http, password)
+        let (
+            Some(directory),
+            Some(identity),
+            Some(store),
+            Some(mailer),
+            Some(reminders),
+            Some(auth),
+            Some(http),
+            Some(password),
+        ) = (directory, identity, store, mailer, reminders, auth, http, password)
         else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, mailer, reminders, http, password };
+        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, http, password };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
+        let auth = raw.auth.validate(&mut p, base_dir);
         let mailer = raw.mailer.as_ref().map(|m| m.validate(&mut p, base_dir));
         let reminders = raw.reminders.as_ref().map(|r| r.validate(&mut p, base_dir));
         let http = raw.http.as_ref().map(|h| h.validate(&mut p, base_dir));
@@ -128,12 +143,13 @@ impl Config {
         if reminders.is_some() && mailer.is_none() {
             p.error("reminders", "reminders need a [mailer] section to send with");
         }
-        match (directory, identity, store, password) {
-            (Some(directory), Some(identity), Some(store), Some(password)) if p.errors.is_empty() => Ok(Config {
+        match (directory, identity, store, auth, password) {
+            (Some(directory), Some(identity), Some(store), Some(auth), Some(password)) if p.errors.is_empty() => Ok(Config {
                 file: file.to_path_buf(),
                 directory,
                 identity,
                 store,
+                auth,
                 mailer: mailer.flatten(),
                 reminders: reminders.flatten(),
                 http: http.flatten(),

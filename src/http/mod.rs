@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 
+use crate::auth::Authenticator;
 use crate::config::HttpSettings;
 use crate::password::PasswordService;
 use crate::serve::{App, ServeError, Shutdown};
@@ -38,14 +39,19 @@ pub struct HttpState {
 }
 
 impl HttpState {
-    pub fn from_app(app: &App, settings: &HttpSettings) -> Self {
-        let passwords = PasswordService::new(
+    /// `auth`: the AUTH core, whose credential cache drops a login after
+    /// its password changed.
+    pub fn from_app(app: &App, settings: &HttpSettings, auth: Option<Arc<Authenticator>>) -> Self {
+        let mut passwords = PasswordService::new(
             app.identities.clone(),
             app.store.clone(),
             app.config.password.clone(),
             settings.public_base_url.clone(),
         )
         .with_mailer(app.mailer.clone(), app.config.reminders.clone());
+        if let Some(auth) = auth {
+            passwords = passwords.on_change(Arc::new(move |login| auth.forget(login)));
+        }
         Self { passwords, store: app.store.clone(), settings: Arc::new(settings.clone()) }
     }
 
@@ -65,12 +71,17 @@ pub fn router(state: HttpState) -> Router {
 
 /// Binds `[http] listen` and serves until shutdown. Registered in
 /// `serve::run`.
-pub async fn start(app: App, settings: HttpSettings, mut shutdown: Shutdown) -> Result<(), ServeError> {
+pub async fn start(
+    app: App,
+    settings: HttpSettings,
+    auth: Option<Arc<Authenticator>>,
+    mut shutdown: Shutdown,
+) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServeError::Listen { address: settings.listen.to_string(), source })?;
     tracing::info!(listen = %settings.listen, base = %settings.public_base_url, "HTTP listener ready");
-    let state = HttpState::from_app(&app, &settings);
+    let state = HttpState::from_app(&app, &settings, auth);
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await

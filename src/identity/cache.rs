@@ -7,17 +7,22 @@
 //! remembered for `negative_ttl`, so a spray of unknown logins does not
 //! reach the directory. Directory errors are never cached.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::borrow::Cow;
+use std::hash::BuildHasher;
+use std::sync::{Arc, LazyLock, Mutex};
 
+use hashbrown::HashTable;
 use tokio::time::Instant;
 
 use super::{Identity, LookupKey};
 use crate::config::IdentitySettings;
 use crate::directory::{Directory, Result};
 
-#[derive(Clone)]
-struct Entry {
+struct Slot {
+    /// The folded lookup key (see [`LookupKey`]).
+    key: Box<str>,
+    /// Hashed once; picks the shard and the bucket.
+    hash: u64,
     identity: Option<Arc<Identity>>,
     fetched: Instant,
     refreshing: bool,
@@ -32,14 +37,31 @@ pub struct IdentityCache {
 struct Inner {
     directory: Arc<dyn Directory>,
     settings: IdentitySettings,
-    shards: Vec<Mutex<HashMap<LookupKey, Entry>>>,
+    shards: Vec<Mutex<HashTable<Slot>>>,
 }
 
 const SHARDS: usize = 32;
 
+/// Randomly seeded per process, so clients cannot aim many logins at one
+/// shard or bucket.
+static HASHER: LazyLock<std::hash::RandomState> = LazyLock::new(std::hash::RandomState::new);
+
+/// The folded key and its hash; borrows when the input is already folded
+/// (the common case: logins arrive lower-case), so a hit allocates nothing.
+fn fold(typed: &str) -> (Cow<'_, str>, u64) {
+    let trimmed = typed.trim();
+    let key = if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(LookupKey::new(trimmed).as_str().to_owned())
+    } else {
+        Cow::Borrowed(trimmed)
+    };
+    let hash = HASHER.hash_one(&*key);
+    (key, hash)
+}
+
 impl IdentityCache {
     pub fn new(directory: Arc<dyn Directory>, settings: IdentitySettings) -> Self {
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let shards = (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect();
         Self { inner: Arc::new(Inner { directory, settings, shards }) }
     }
 
@@ -49,18 +71,20 @@ impl IdentityCache {
 
     /// The identity for what a client typed, from memory when fresh enough.
     pub async fn get(&self, typed: &str) -> Result<Option<Arc<Identity>>> {
-        let key = LookupKey::new(typed);
-        let now = Instant::now();
-        if let Some(hit) = self.cached(&key, now) {
+        let (key, hash) = fold(typed);
+        if let Some(hit) = self.cached(&key, hash, Instant::now()) {
             return Ok(hit);
         }
-        self.fetch(key).await
+        self.fetch(key.into_owned().into_boxed_str(), hash).await
     }
 
     /// Drops what is known about a login, e.g. after a password change.
     pub fn forget(&self, typed: &str) {
-        let key = LookupKey::new(typed);
-        self.inner.shard(&key).lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        let (key, hash) = fold(typed);
+        let mut shard = self.inner.shard(hash);
+        if let Ok(slot) = shard.find_entry(hash, |s| *s.key == *key) {
+            slot.remove();
+        }
     }
 
     /// Drops everything (SIGHUP, `cache flush`).
@@ -80,63 +104,64 @@ impl IdentityCache {
 
     /// A cache hit, or `None` when the directory must be asked. Starts a
     /// background refresh for entries past `refresh_after`.
-    fn cached(&self, key: &LookupKey, now: Instant) -> Option<Option<Arc<Identity>>> {
+    fn cached(&self, key: &str, hash: u64, now: Instant) -> Option<Option<Arc<Identity>>> {
         let s = &self.inner.settings;
-        let mut shard = self.inner.shard(key).lock().unwrap_or_else(|e| e.into_inner());
-        let entry = shard.get_mut(key)?;
-        let age = now.saturating_duration_since(entry.fetched);
-        let ttl = if entry.identity.is_some() { s.cache_ttl } else { s.negative_ttl };
+        let mut shard = self.inner.shard(hash);
+        let slot = shard.find_mut(hash, |slot| *slot.key == *key)?;
+        let age = now.saturating_duration_since(slot.fetched);
+        let ttl = if slot.identity.is_some() { s.cache_ttl } else { s.negative_ttl };
         if age >= ttl {
             return None;
         }
-        if entry.identity.is_some() && age >= s.refresh_after && !entry.refreshing {
-            entry.refreshing = true;
+        if slot.identity.is_some() && age >= s.refresh_after && !slot.refreshing {
+            slot.refreshing = true;
             let this = self.clone();
-            let key = key.clone();
+            let key = slot.key.clone();
             tokio::spawn(async move {
-                if this.fetch(key.clone()).await.is_err() {
+                if this.fetch(key.clone(), hash).await.is_err() {
                     // Keep serving the cached value until its TTL; let a
                     // later hit try the refresh again.
-                    if let Some(e) = this.inner.shard(&key).lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
-                        e.refreshing = false;
+                    if let Some(slot) = this.inner.shard(hash).find_mut(hash, |s| s.key == key) {
+                        slot.refreshing = false;
                     }
                 }
             });
         }
-        Some(entry.identity.clone())
+        Some(slot.identity.clone())
     }
 
-    async fn fetch(&self, key: LookupKey) -> Result<Option<Arc<Identity>>> {
-        let found = self.inner.directory.lookup(key.as_str()).await?.map(Arc::new);
-        let entry = Entry { identity: found.clone(), fetched: Instant::now(), refreshing: false };
-        let mut shard = self.inner.shard(&key).lock().unwrap_or_else(|e| e.into_inner());
+    async fn fetch(&self, key: Box<str>, hash: u64) -> Result<Option<Arc<Identity>>> {
+        let found = self.inner.directory.lookup(&key).await?.map(Arc::new);
+        let mut shard = self.inner.shard(hash);
         if shard.len() >= self.inner.settings.capacity.div_ceil(SHARDS) {
             evict_oldest(&mut shard);
         }
-        shard.insert(key, entry);
+        let slot = Slot { key, hash, identity: found.clone(), fetched: Instant::now(), refreshing: false };
+        match shard.find_mut(hash, |s| s.key == slot.key) {
+            Some(existing) => *existing = slot,
+            None => {
+                shard.insert_unique(hash, slot, |s| s.hash);
+            }
+        }
         Ok(found)
     }
 }
 
 impl Inner {
-    fn shard(&self, key: &LookupKey) -> &Mutex<HashMap<LookupKey, Entry>> {
-        use std::hash::BuildHasher;
-        // Randomly seeded per process, so clients cannot aim many logins at
-        // one shard.
-        let h = SHARD_HASHER.hash_one(key);
-        &self.shards[(h as usize) % SHARDS]
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, HashTable<Slot>> {
+        // The top bits pick the shard; hashbrown uses the low and top-7 bits
+        // inside the table, and 32 shards only need 5 bits.
+        let index = (hash >> 32) as usize % SHARDS;
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-static SHARD_HASHER: std::sync::LazyLock<std::hash::RandomState> =
-    std::sync::LazyLock::new(std::hash::RandomState::new);
-
 /// Drops the eighth of a full shard that was fetched longest ago.
-fn evict_oldest(shard: &mut HashMap<LookupKey, Entry>) {
-    let mut ages: Vec<Instant> = shard.values().map(|e| e.fetched).collect();
+fn evict_oldest(shard: &mut HashTable<Slot>) {
+    let mut ages: Vec<Instant> = shard.iter().map(|s| s.fetched).collect();
     ages.sort_unstable();
     let cut = ages[ages.len() / 8];
-    shard.retain(|_, e| e.fetched > cut);
+    shard.retain(|s| s.fetched > cut);
 }
 
 #[cfg(test)]

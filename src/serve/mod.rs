@@ -4,6 +4,8 @@
 //! Front ends (AUTH, policy, milter, HTTP) each get a clone of [`App`] and
 //! a [`Shutdown`]; they own their sockets, the core owns the rules.
 
+pub mod activation;
+pub mod auth;
 pub mod shutdown;
 
 use std::sync::Arc;
@@ -66,11 +68,12 @@ pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     let mut front_ends: JoinSet<Result<(), ServeError>> = JoinSet::new();
     // Front ends register here, one line each.
+    let authenticator = auth::start(&app, &shutdown, &mut front_ends)?;
     if app.config.reminders.is_some() {
         front_ends.spawn(reminders::schedule::run_daily(app.clone(), shutdown.clone()));
     }
     if let Some(http) = app.config.http.clone() {
-        front_ends.spawn(crate::http::start(app.clone(), http, shutdown.clone()));
+        front_ends.spawn(crate::http::start(app.clone(), http, Some(authenticator.clone()), shutdown.clone()));
     }
 
     tracing::info!(directory = app.directory.kind(), front_ends = front_ends.len(), "mailwarrant ready");

@@ -6,6 +6,8 @@
 //! and `scripts/` helpers share one way of starting a part. Nothing here is
 //! used by `serve`.
 
+pub mod dovecot_client;
+pub mod exim;
 pub mod postfix;
 pub mod slapd;
 pub mod smtp_server;

@@ -2,8 +2,8 @@
 //! `scripts/slapd/start.sh` from `schemas/ldap/` (the cast of DESIGN.md,
 //! plus generated users on request) on a free loopback port.
 //!
-//! slapd runs with `-d stats`, so every operation is logged to
-//! `slapd.log` in the instance folder: tests read it to prove that
+//! slapd runs with `-d stats` (except for benchmarks), so every operation
+//! is logged to `slapd.log` in the instance folder: tests read it to prove that
 //! something did *not* reach the directory. Killed on drop; the folder is
 //! removed then too.
 
@@ -37,6 +37,7 @@ pub struct Slapd {
     dir: PathBuf,
     port: u16,
     extra_users: usize,
+    stats_log: bool,
     child: Option<ChildGuard>,
 }
 
@@ -49,10 +50,20 @@ impl Slapd {
     /// The cast plus `n` generated users (`user00001`…, password
     /// [`GENERATED_PASSWORD`], in groups `load-NN` nested in `loadtest`).
     pub fn start_with_users(n: usize) -> Result<Self, String> {
+        Self::start_inner(n, true)
+    }
+
+    /// Like [`Slapd::start_with_users`] but without the per-operation log,
+    /// which would otherwise be what a benchmark measures.
+    pub fn start_quiet_with_users(n: usize) -> Result<Self, String> {
+        Self::start_inner(n, false)
+    }
+
+    fn start_inner(n: usize, stats_log: bool) -> Result<Self, String> {
         require_program("/usr/sbin/slapd", "slapd")?;
         require_program("/usr/bin/ldapmodify", "ldap-utils")?;
         let dir = fresh_dir()?;
-        let mut slapd = Self { dir, port: free_port(), extra_users: n, child: None };
+        let mut slapd = Self { dir, port: free_port(), extra_users: n, stats_log, child: None };
         slapd.run()?;
         Ok(slapd)
     }
@@ -136,7 +147,8 @@ impl Slapd {
             .arg(&script)
             .arg(&self.dir)
             .arg(self.port.to_string())
-            .args(["--debug", "stats", "--extra-users", &self.extra_users.to_string()])
+            .args(["--debug", if self.stats_log { "stats" } else { "0" }])
+            .args(["--extra-users", &self.extra_users.to_string()])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);

@@ -65,7 +65,7 @@ fn serve_starts_and_stops_cleanly_on_sigterm() {
     let config = dir.path().join("serve.toml");
     std::fs::write(
         &config,
-        format!("[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = {ldif:?}\n[store]\npath = \"state.sqlite\"\n"),
+        format!("[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = {ldif:?}\n[store]\npath = \"state.sqlite\"\n[auth.dovecot]\nlisten = [\"127.0.0.1:0\"]\n"),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailwarrant"))

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use mailwarrant::config::directory::GroupMembership;
+use mailwarrant::config::directory::{GroupMembership, TlsMode};
 use mailwarrant::config::{Config, DirectorySettings};
 use mailwarrant::directory::ldap::LdapDirectory;
 use mailwarrant::directory::{AddressOwner, BindOutcome, Directory, DirectoryError, RejectReason};
@@ -268,6 +268,41 @@ async fn an_unreachable_first_url_fails_over_to_the_next() {
 }
 
 #[tokio::test]
+async fn connections_fail_back_to_the_first_url_when_it_returns() {
+    let mut first = Slapd::start().expect("slapd starts");
+    let second = Slapd::start().expect("slapd starts");
+    let mut settings = first.ldap_settings();
+    settings.urls = vec![first.url(), second.url()];
+    settings.pool_size = 1;
+    settings.bind_pool_size = 1;
+    let dir = LdapDirectory::with_fail_back_interval(&settings, Duration::from_millis(200)).unwrap();
+    let searches_for_bob = |slapd: &Slapd| slapd.log().matches("(uid=bob)").count();
+
+    first.stop();
+    let bob = user(&dir, "bob").await;
+    assert!(searches_for_bob(&second) > 0, "served by the second server while the first is down");
+    assert_eq!(dir.authenticate(&bob, &password("Bob-Demo-2026!")).await.unwrap(), BindOutcome::ACCEPTED);
+
+    first.start_again().expect("the first server restarts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while searches_for_bob(&first) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never failed back to the first server");
+        user(&dir, "bob").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Binds fail back too: the idle bind connection on the second server
+    // is dropped once older than the interval.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let binds_as_bob = |slapd: &Slapd| slapd.log().matches("BIND dn=\"uid=bob,").count();
+    let before = binds_as_bob(&first);
+    assert_eq!(dir.authenticate(&bob, &password("Bob-Demo-2026!")).await.unwrap(), BindOutcome::ACCEPTED);
+    assert!(
+        mailwarrant::testkit::wait_until(Duration::from_secs(5), || binds_as_bob(&first) > before),
+        "the bind went to the first server"
+    );
+}
+
+#[tokio::test]
 async fn an_outage_is_an_error_not_a_rejection_and_the_pool_recovers() {
     let mut slapd = Slapd::start().expect("slapd starts");
     let dir = directory(&slapd);
@@ -313,7 +348,42 @@ async fn a_hung_directory_times_out() {
     let err = dir.lookup("alice").await.expect_err("no answer is an error");
     assert!(matches!(err, DirectoryError::Timeout(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+
+    let someone = user(&directory(&slapd), "bob").await;
+    let started = std::time::Instant::now();
+    let err = dir.authenticate(&someone, &password("Bob-Demo-2026!")).await.expect_err("no answer is an error");
+    assert!(matches!(err, DirectoryError::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     drop(listener);
+}
+
+#[tokio::test]
+async fn a_failed_starttls_is_fatal_and_no_password_is_sent() {
+    // This slapd has no certificate, so it refuses StartTLS (RELIABILITY T14).
+    let slapd = Slapd::start().expect("slapd starts");
+    let bob = user(&directory(&slapd), "bob").await;
+    let mut settings = slapd.ldap_settings();
+    settings.tls = TlsMode::Starttls;
+    let binds_before = slapd.log().matches(" BIND ").count();
+    assert!(binds_before > 0, "slapd logs binds (the service account's is missing)");
+
+    let err = LdapDirectory::connect(&settings).await.expect_err("no cleartext fallback");
+    assert!(matches!(err, DirectoryError::Unreachable(_)), "{err:?}");
+    let dir = LdapDirectory::new(&settings).unwrap();
+    let bind = dir.authenticate(&bob, &password("Bob-Demo-2026!")).await;
+    assert!(bind.is_err(), "a bind without TLS must not happen: {bind:?}");
+
+    // slapd saw the StartTLS requests, and not one bind after them.
+    assert!(
+        mailwarrant::testkit::wait_until(Duration::from_secs(5), || slapd.log().contains("oid=1.3.6.1.4.1.1466.20037")),
+        "the StartTLS request reached slapd"
+    );
+    assert_eq!(slapd.log().matches(" BIND ").count(), binds_before, "no bind may follow a failed StartTLS");
+
+    // ldaps:// to a cleartext port fails the same way.
+    settings.urls = vec![format!("ldaps://127.0.0.1:{}/", slapd.port())];
+    assert!(LdapDirectory::connect(&settings).await.is_err());
+    assert_eq!(slapd.log().matches(" BIND ").count(), binds_before);
 }
 
 #[test]

@@ -1,6 +1,13 @@
 //! One integration-test binary (links once): each module drives the
 //! library or the built binary against real parts.
 
+mod auth_directory;
+mod auth_exim;
+mod auth_postfix;
+mod auth_protocol;
+mod auth_reload;
+mod auth_saslauthd;
+mod auth_stack;
 mod cli;
 mod config;
 mod ldap;

@@ -60,6 +60,12 @@ impl LdapDirectory {
     /// Builds the backend without contacting the server: connections open
     /// on first use. Fails only on local problems (an unreadable CA file).
     pub fn new(settings: &LdapSettings) -> Result<Self> {
+        Self::with_fail_back_interval(settings, pool::FAIL_BACK_INTERVAL)
+    }
+
+    /// Like [`LdapDirectory::new`], with how often connections on a
+    /// fallback URL try the earlier URLs again (default 30 s).
+    pub fn with_fail_back_interval(settings: &LdapSettings, fail_back_after: std::time::Duration) -> Result<Self> {
         let transport = tls::Transport::new(
             settings.tls,
             settings.ca_file.as_deref(),
@@ -71,6 +77,7 @@ impl LdapDirectory {
             transport,
             settings.connect_timeout,
             settings.operation_timeout,
+            fail_back_after,
         ));
         let pool = SearchPool::new(
             connector.clone(),

@@ -43,8 +43,8 @@ pub(super) mod rc {
 /// Longest wait before a failed server is tried again.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-/// How often a connection on a fallback URL checks whether an earlier
-/// URL answers again.
+/// How often (by default) a connection on a fallback URL checks whether an
+/// earlier URL answers again.
 pub const FAIL_BACK_INTERVAL: Duration = Duration::from_secs(30);
 /// Entries per page when a search may exceed the server's size limit.
 const PAGE_SIZE: i32 = 500;
@@ -55,6 +55,7 @@ pub(super) struct Connector {
     transport: Transport,
     connect_timeout: Duration,
     op_timeout: Duration,
+    fail_back_after: Duration,
 }
 
 /// One open connection and whether its driver task still runs.
@@ -77,8 +78,9 @@ impl Connector {
         transport: Transport,
         connect_timeout: Duration,
         op_timeout: Duration,
+        fail_back_after: Duration,
     ) -> Self {
-        Self { urls, transport, connect_timeout, op_timeout }
+        Self { urls, transport, connect_timeout, op_timeout, fail_back_after }
     }
 
     async fn open_url(&self, index: usize) -> std::result::Result<Conn, String> {
@@ -292,11 +294,11 @@ impl SearchPool {
         }
     }
 
-    /// On a fallback URL: every [`FAIL_BACK_INTERVAL`], try the earlier
+    /// On a fallback URL: every `fail_back_after`, try the earlier
     /// URLs in the background and swap the connection when one answers.
     fn maybe_fail_back(&self, index: usize, slot: &mut Slot, url_index: usize, opened: Instant) {
         let since = slot.fail_back_probe.unwrap_or(opened);
-        if since.elapsed() < FAIL_BACK_INTERVAL {
+        if since.elapsed() < self.inner.connector.fail_back_after {
             return;
         }
         slot.fail_back_probe = Some(Instant::now());
@@ -376,11 +378,14 @@ impl BindPool {
         controls: Vec<RawControl>,
     ) -> Result<LdapResult> {
         let deadline = self.connector.op_timeout;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| DirectoryError::Unreachable("the directory client is shutting down".into()))?;
+        // Waiting for a free bind slot counts against the deadline too: when
+        // the server hangs, queued binds fail instead of piling up.
+        let _permit = match timeout(deadline, self.permits.acquire()).await {
+            Err(_) => return Err(DirectoryError::Timeout(deadline)),
+            Ok(permit) => {
+                permit.map_err(|_| DirectoryError::Unreachable("the directory client is shutting down".into()))?
+            }
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -423,7 +428,7 @@ impl BindPool {
     fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(mut conn) = idle.pop() {
-            let stale = conn.url_index > 0 && conn.opened.elapsed() >= FAIL_BACK_INTERVAL;
+            let stale = conn.url_index > 0 && conn.opened.elapsed() >= self.connector.fail_back_after;
             if conn.is_usable() && !stale {
                 return Some(conn);
             }

@@ -260,9 +260,6 @@ mod tests {
     use time::macros::datetime;
 
     proptest! {
-
-
-
         #[test]
         fn control_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_response(&bytes);

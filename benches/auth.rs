@@ -1,0 +1,224 @@
+//! AUTH benchmark: mailwarrant's Dovecot auth front end against plain LDAP
+//! binds on the same slapd, in one run.
+//!
+//! Run: `cargo bench --bench auth` (release build). Starts a throwaway
+//! slapd with 10,000 generated users, then for concurrency 1, 8 and 32:
+//! plain binds (ldap3, one connection per worker), mailwarrant with the
+//! credential cache off (cold), with it on and primed (warm), and warm
+//! with 10% wrong passwords and the default 2 s failure delay (wrong
+//! attempts come on their own connections, as from other smtpd
+//! processes). Client addresses are spread over 127.0.0.0/8. Finally the
+//! idle RSS of the server holding 10,000 cached identities. mailwarrant
+//! runs as the release binary (`mailwarrant serve`), so its RSS is its own.
+//!
+//! `AUTH_BENCH_SECONDS` sets each measurement's length (default 4).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ldap3::LdapConnAsync;
+use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
+use mailwarrant::testkit::slapd::{Slapd, GENERATED_PASSWORD};
+use mailwarrant::testkit::{free_port, wait_for_port, ChildGuard};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const USERS: usize = 10_000;
+const CONCURRENCY: [usize; 3] = [1, 8, 32];
+
+fn seconds() -> Duration {
+    let s = std::env::var("AUTH_BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4.0);
+    Duration::from_secs_f64(s)
+}
+
+fn user(i: usize) -> String {
+    format!("user{:05}", i % USERS + 1)
+}
+
+fn random_rip(rng: &mut impl Rng) -> IpAddr {
+    IpAddr::from([127, rng.gen_range(1..=254), rng.gen_range(0..=255), rng.gen_range(1..=254)])
+}
+
+/// Runs `workers` tasks until the deadline; returns good operations per second.
+async fn measure<F, Fut>(workers: usize, work: F) -> f64
+where
+    F: Fn(usize, Arc<AtomicBool>, Arc<AtomicU64>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..workers).map(|w| tokio::spawn(work(w, stop.clone(), done.clone()))).collect();
+    // Warm-up: connections and pools open outside the timed window.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start_count = done.load(Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(seconds()).await;
+    let count = done.load(Ordering::Relaxed) - start_count;
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    count as f64 / elapsed.as_secs_f64()
+}
+
+async fn plain_binds(url: String, workers: usize) -> f64 {
+    measure(workers, move |w, stop, done| {
+        let url = url.clone();
+        async move {
+            let (conn, mut ldap) = LdapConnAsync::new(&url).await.expect("slapd answers");
+            ldap3::drive!(conn);
+            let mut i = w * 7919;
+            while !stop.load(Ordering::Relaxed) {
+                let dn = format!("uid={},ou=people,dc=example,dc=com", user(i));
+                let r = ldap.simple_bind(&dn, GENERATED_PASSWORD).await.expect("bind runs");
+                assert_eq!(r.rc, 0, "plain bind refused");
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            let _ = ldap.unbind().await;
+        }
+    })
+    .await
+}
+
+/// Good logins over persistent connections; with `wrong_every`, every
+/// n-th attempt is a wrong password sent on a connection of its own.
+async fn dovecot_logins(address: SocketAddr, workers: usize, wrong_every: Option<usize>) -> f64 {
+    measure(workers, move |w, stop, done| async move {
+        let mut client = DovecotClient::connect(address).await.expect("handshake");
+        let mut rng = StdRng::from_entropy();
+        let mut i = w * 7919;
+        while !stop.load(Ordering::Relaxed) {
+            i += 1;
+            if wrong_every.is_some_and(|n| i % n == 0) {
+                let rip = random_rip(&mut rng);
+                let login = user(i + 17);
+                let wrong = format!("Wrong-{}", rng.gen::<u32>());
+                tokio::spawn(async move {
+                    if let Ok(mut c) = DovecotClient::connect(address).await {
+                        let _ = c.plain(&login, &wrong, rip).await;
+                    }
+                });
+                continue;
+            }
+            match client.plain(&user(i), GENERATED_PASSWORD, random_rip(&mut rng)).await {
+                Ok(Answer::Ok { .. }) => {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                other => panic!("a good login failed: {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Authenticates every user once (fills the identity and credential caches).
+async fn prime(address: SocketAddr) {
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        tasks.push(tokio::spawn(async move {
+            let mut client = DovecotClient::connect(address).await.expect("handshake");
+            let mut rng = StdRng::from_entropy();
+            for i in (w..USERS).step_by(16) {
+                let answer = client.plain(&user(i), GENERATED_PASSWORD, random_rip(&mut rng)).await;
+                assert!(matches!(answer, Ok(Answer::Ok { .. })), "{answer:?}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("priming");
+    }
+}
+
+struct Server {
+    _dir: tempfile::TempDir,
+    process: ChildGuard,
+    address: SocketAddr,
+}
+
+fn start_server(slapd: &Slapd, cache_ttl: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        "{directory}bind_pool_size = 64\npool_size = 16\n\n[identity]\ncache_ttl = \"1h\"\nrefresh_after = \"50m\"\n\
+         [store]\npath = \"state.sqlite\"\n\
+         [auth]\nfailure_delay = \"2s\"\n[auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nmax_connections = 16384\n\
+         [auth.cache]\nttl = \"{cache_ttl}\"\n[auth.throttle]\nper_login = 1000\nper_client = 1000\n",
+        directory = slapd.config_toml(),
+    );
+    let file = dir.path().join("bench.toml");
+    std::fs::write(&file, config).unwrap();
+    let process = ChildGuard::spawn(
+        "mailwarrant",
+        Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_port(address, Duration::from_secs(30)).expect("mailwarrant listens");
+    Server { _dir: dir, process, address }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    eprintln!("starting slapd with {USERS} generated users…");
+    let slapd = Slapd::start_with_users(USERS).expect("slapd starts (scripts/test.sh installs it)");
+    let url = slapd.url();
+
+    let mut rows = Vec::new();
+    {
+        let cold = start_server(&slapd, "0s");
+        runtime.block_on(prime(cold.address)); // identities cached; credentials not
+        for c in CONCURRENCY {
+            let plain = runtime.block_on(plain_binds(url.clone(), c));
+            let cold_rate = runtime.block_on(dovecot_logins(cold.address, c, None));
+            rows.push((c, plain, cold_rate));
+        }
+    }
+    let warm = start_server(&slapd, "1h");
+    runtime.block_on(prime(warm.address));
+    let mut table = Vec::new();
+    for (c, plain, cold_rate) in rows {
+        let warm_rate = runtime.block_on(dovecot_logins(warm.address, c, None));
+        let mixed_rate = runtime.block_on(dovecot_logins(warm.address, c, Some(10)));
+        table.push((c, plain, cold_rate, warm_rate, mixed_rate));
+    }
+    // Let the delayed refusals finish, then measure idle memory.
+    std::thread::sleep(Duration::from_secs(3));
+    let rss = warm.process.id().map(rss_mib).unwrap_or(0.0);
+
+    println!("AUTH benchmark: {USERS} directory users, client addresses over 127.0.0.0/8, {:?} per figure", seconds());
+    println!(
+        "| concurrency | plain LDAP bind/s | cold auth/s (cache off) | cold ratio (≥ 0.8) | warm auth/s (cached) | warm ratio (≥ 2) | warm + 10% wrong, good/s | drop (< 10%) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (c, plain, cold, warm_rate, mixed) in table {
+        println!(
+            "| {c} | {plain:.0} | {cold:.0} | {:.2}× | {warm_rate:.0} | {:.2}× | {mixed:.0} | {:.1}% |",
+            cold / plain,
+            warm_rate / plain,
+            (1.0 - mixed / warm_rate) * 100.0
+        );
+    }
+    println!("idle RSS of mailwarrant with {USERS} cached identities and credentials: {rss:.1} MiB (target < 64 MiB)");
+}

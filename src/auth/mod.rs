@@ -1,0 +1,477 @@
+//! The AUTH decision: one function every front end calls.
+//!
+//! ```text
+//! typed login ─► normalise ─► identity (cached) ─► throttle check ─► credential cache
+//!                                                      │                 │ miss
+//!                                                      ▼                 ▼
+//!                                             temporary refusal    directory bind ─► account state
+//!                                                                                     │
+//!                                                                      AuthDecision + audit line
+//! ```
+//!
+//! Front ends (Dovecot auth, saslauthd, HTTP) only parse and format; they
+//! never decide. What must never happen here:
+//! - an empty password reaching the directory (an unauthenticated bind
+//!   "succeeds");
+//! - a directory or store outage answered as "wrong password" (it is a
+//!   [`DecisionKind::Temporary`]);
+//! - a refusal that tells a stranger whether the user exists: unknown
+//!   user, wrong password, disabled and locked all read the same and take
+//!   the same time (the failure delay runs from the request's arrival);
+//! - a password or SASL payload in a log line.
+
+pub mod audit;
+pub mod credentials;
+pub mod throttle;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::config::auth::AuthSettings;
+use crate::directory::{BindOutcome, RejectReason};
+use crate::identity::{AccountStatus, Identity, IdentityCache, Login, LookupKey};
+use crate::store::Store;
+use credentials::{CredentialCache, Recall};
+use throttle::{Limit, Throttle};
+
+/// Longest login accepted (bytes); longer ones are refused unread.
+pub const MAX_LOGIN_LEN: usize = 256;
+/// Longest password accepted (bytes).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Which front end asked; for the audit line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    DovecotAuth,
+    Saslauthd,
+    Http,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::DovecotAuth => "dovecot_auth",
+            Protocol::Saslauthd => "saslauthd",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+/// One AUTH attempt as a front end decoded it.
+pub struct AuthRequest {
+    /// What the client typed as the login (SASL authcid).
+    pub login: String,
+    /// SASL authzid, when the client sent a non-empty one.
+    pub authzid: Option<String>,
+    pub password: SecretString,
+    pub client: Option<IpAddr>,
+    pub protocol: Protocol,
+}
+
+/// What the client is told, in protocol-neutral terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Accepted,
+    /// The generic refusal: says nothing about why.
+    Refused,
+    /// Right password, but it expired or must be changed: the reply names
+    /// the self-service page.
+    PasswordExpired,
+    /// Right password on a disabled account.
+    Disabled,
+    /// The client asked to act as someone else (SASL authzid).
+    AuthzRefused,
+    /// Try again later: directory or store down, or throttled.
+    Temporary,
+}
+
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Accepted => "accepted",
+            DecisionKind::Refused => "refused",
+            DecisionKind::PasswordExpired => "password_expired",
+            DecisionKind::Disabled => "disabled",
+            DecisionKind::AuthzRefused => "authz_refused",
+            DecisionKind::Temporary => "temporary",
+        }
+    }
+}
+
+/// Why: exact, for the audit log and `explain`; never sent to clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The directory accepted the bind.
+    Verified,
+    /// The credential cache holds this password as right.
+    Cached,
+    /// Directory down; the password was verified within the grace period.
+    CachedDuringOutage,
+    InvalidCredentials,
+    /// The same wrong password was refused recently: not asked again.
+    RepeatedFailure,
+    UnknownUser,
+    EmptyPassword,
+    /// Empty, too long, or with control characters.
+    MalformedLogin,
+    PasswordTooLong,
+    AuthzidMismatch,
+    AccountDisabled,
+    AccountLocked,
+    PasswordExpired,
+    MustChangePassword,
+    TooManyFailuresForLogin,
+    TooManyFailuresFromClient,
+    DirectoryUnavailable,
+    StoreUnavailable,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Verified => "verified",
+            Reason::Cached => "cached",
+            Reason::CachedDuringOutage => "cached_during_outage",
+            Reason::InvalidCredentials => "invalid_credentials",
+            Reason::RepeatedFailure => "repeated_failure",
+            Reason::UnknownUser => "unknown_user",
+            Reason::EmptyPassword => "empty_password",
+            Reason::MalformedLogin => "malformed_login",
+            Reason::PasswordTooLong => "password_too_long",
+            Reason::AuthzidMismatch => "authzid_mismatch",
+            Reason::AccountDisabled => "account_disabled",
+            Reason::AccountLocked => "account_locked",
+            Reason::PasswordExpired => "password_expired",
+            Reason::MustChangePassword => "must_change_password",
+            Reason::TooManyFailuresForLogin => "too_many_failures_for_login",
+            Reason::TooManyFailuresFromClient => "too_many_failures_from_client",
+            Reason::DirectoryUnavailable => "directory_unavailable",
+            Reason::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+/// The verdict, with what to tell the client and when.
+#[derive(Clone, Debug)]
+pub struct AuthDecision {
+    pub kind: DecisionKind,
+    pub reason: Reason,
+    /// The canonical login: set when accepted, and when the password was
+    /// right but the account refused.
+    pub login: Option<Login>,
+    /// The text for the client (empty when accepted).
+    pub reply_text: String,
+    /// Do not answer before this instant (failure delay).
+    pub not_before: Option<Instant>,
+}
+
+impl AuthDecision {
+    pub fn is_accepted(&self) -> bool {
+        self.kind == DecisionKind::Accepted
+    }
+
+    /// Waits out the failure delay. An async timer: no worker or lock is
+    /// held meanwhile.
+    pub async fn wait(&self) {
+        if let Some(at) = self.not_before {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+}
+
+/// Everything the decision needs; shared by all front ends.
+pub struct Authenticator {
+    identities: IdentityCache,
+    store: Arc<dyn Store>,
+    state: RwLock<Arc<State>>,
+}
+
+/// What a reload replaces.
+struct State {
+    settings: AuthSettings,
+    credentials: CredentialCache,
+    throttle: Throttle,
+}
+
+impl State {
+    fn new(settings: AuthSettings, store: Arc<dyn Store>) -> Self {
+        let c = &settings.cache;
+        let credentials = CredentialCache::new(c.ttl, c.grace, c.negative_ttl, c.capacity);
+        let throttle = Throttle::new(store, settings.throttle.clone());
+        Self { settings, credentials, throttle }
+    }
+}
+
+impl Authenticator {
+    pub fn new(identities: IdentityCache, store: Arc<dyn Store>, settings: AuthSettings) -> Self {
+        let state = State::new(settings, store.clone());
+        Self { identities, store, state: RwLock::new(Arc::new(state)) }
+    }
+
+    /// Applies new settings (SIGHUP). Caches start empty, like Dovecot's.
+    pub fn reload(&self, settings: AuthSettings) {
+        let state = Arc::new(State::new(settings, self.store.clone()));
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// Forgets cached successes and failures of a login (after a password
+    /// change through the self-service page).
+    pub fn forget(&self, login: &Login) {
+        self.state().credentials.forget(login);
+        self.identities.forget(login.as_str());
+    }
+
+    /// Remembered successes, for metrics and the benchmark.
+    pub fn cached_credentials(&self) -> usize {
+        self.state().credentials.len()
+    }
+
+    pub fn settings_failure_delay(&self) -> Duration {
+        self.state().settings.failure_delay
+    }
+
+    fn state(&self) -> Arc<State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Decides one AUTH attempt and writes its audit line.
+    pub async fn authenticate(&self, request: AuthRequest) -> AuthDecision {
+        let started = Instant::now();
+        let state = self.state();
+        let decision = self.decide(&state, &request, started).await;
+        audit::record(&request.login, request.client, request.protocol, &decision, started.elapsed());
+        decision
+    }
+
+    async fn decide(&self, state: &State, req: &AuthRequest, started: Instant) -> AuthDecision {
+        let reply = Reply { state, started };
+        if req.login.is_empty() || req.login.len() > MAX_LOGIN_LEN || req.login.chars().any(char::is_control) {
+            return reply.refuse(Reason::MalformedLogin, None);
+        }
+        let password = req.password.expose_secret();
+        if password.is_empty() {
+            return reply.refuse(Reason::EmptyPassword, None);
+        }
+        if password.len() > MAX_PASSWORD_LEN {
+            return reply.refuse(Reason::PasswordTooLong, None);
+        }
+        let typed = LookupKey::new(&req.login);
+        if typed.as_str().is_empty() {
+            return reply.refuse(Reason::MalformedLogin, None);
+        }
+        if let Some(authzid) = &req.authzid {
+            if LookupKey::new(authzid) != typed {
+                return reply.build(DecisionKind::AuthzRefused, Reason::AuthzidMismatch, None);
+            }
+        }
+
+        let identity = match self.identities.get(&req.login).await {
+            Ok(Some(identity)) => identity,
+            Ok(None) => return self.unknown_user(state, &typed, req, reply).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "directory unavailable for an AUTH lookup");
+                return self.during_outage(state, &typed, password, reply);
+            }
+        };
+        let login = identity.login.clone();
+
+        match state.throttle.check(login.as_str(), req.client).await {
+            Ok(None) => {}
+            Ok(Some(limit)) => return reply.throttled(limit),
+            Err(e) => {
+                tracing::warn!(error = %e, "store unavailable for the AUTH throttle");
+                return reply.temporary(Reason::StoreUnavailable);
+            }
+        }
+
+        // Disabled and locked accounts are refused without a bind (no
+        // failure counted in the directory), generically: the password was
+        // not checked, so the reply must not tell.
+        let now = OffsetDateTime::now_utc();
+        match identity.account.status(now) {
+            AccountStatus::Disabled => return self.refuse_state(state, &login, Reason::AccountDisabled, reply),
+            AccountStatus::Locked => return self.refuse_state(state, &login, Reason::AccountLocked, reply),
+            _ => {}
+        }
+
+        let verifier = state.credentials.verifier(&login, password.as_bytes());
+        match state.credentials.recall(&login, &verifier, started) {
+            Recall::Fresh => return self.account_checked(state, &identity, now, Reason::Cached, reply),
+            Recall::KnownBad => return reply.refuse(Reason::RepeatedFailure, None),
+            Recall::Grace | Recall::Unknown => {}
+        }
+
+        match self.identities.directory().authenticate(&identity, &req.password).await {
+            Ok(BindOutcome::Accepted { .. }) => {
+                state.credentials.remember_success(&typed, &login, verifier, Instant::now());
+                self.account_checked(state, &identity, now, Reason::Verified, reply)
+            }
+            Ok(BindOutcome::Rejected(why)) => self.rejected(state, &login, verifier, req, why, reply).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "directory unavailable for an AUTH bind");
+                self.during_outage(state, &typed, password, reply)
+            }
+        }
+    }
+
+    /// After a right password: the account must still be usable.
+    fn account_checked(
+        &self,
+        state: &State,
+        identity: &Identity,
+        now: OffsetDateTime,
+        ok: Reason,
+        reply: Reply<'_>,
+    ) -> AuthDecision {
+        let login = Some(identity.login.clone());
+        match identity.account.status(now) {
+            AccountStatus::Active => reply.build(DecisionKind::Accepted, ok, login),
+            AccountStatus::Disabled => {
+                state.credentials.forget(&identity.login);
+                reply.build(DecisionKind::Disabled, Reason::AccountDisabled, login)
+            }
+            AccountStatus::Locked => self.refuse_state(state, &identity.login, Reason::AccountLocked, reply),
+            AccountStatus::PasswordExpired => {
+                state.credentials.forget(&identity.login);
+                reply.build(DecisionKind::PasswordExpired, Reason::PasswordExpired, login)
+            }
+            AccountStatus::MustChangePassword => {
+                state.credentials.forget(&identity.login);
+                reply.build(DecisionKind::PasswordExpired, Reason::MustChangePassword, login)
+            }
+        }
+    }
+
+    async fn rejected(
+        &self,
+        state: &State,
+        login: &Login,
+        verifier: credentials::Verifier,
+        req: &AuthRequest,
+        why: RejectReason,
+        reply: Reply<'_>,
+    ) -> AuthDecision {
+        let who = Some(login.clone());
+        match why {
+            RejectReason::InvalidCredentials => {
+                if state.credentials.remember_failure(login, verifier, Instant::now()) {
+                    if let Err(e) = state.throttle.record_failure(login.as_str(), req.client).await {
+                        tracing::warn!(error = %e, "failure not counted: store unavailable");
+                    }
+                }
+                reply.refuse(Reason::InvalidCredentials, None)
+            }
+            RejectReason::EmptyPassword => reply.refuse(Reason::EmptyPassword, None),
+            // The directory says these only after a right password.
+            RejectReason::PasswordExpired => {
+                state.credentials.forget(login);
+                reply.build(DecisionKind::PasswordExpired, Reason::PasswordExpired, who)
+            }
+            RejectReason::MustChangePassword => {
+                state.credentials.forget(login);
+                reply.build(DecisionKind::PasswordExpired, Reason::MustChangePassword, who)
+            }
+            RejectReason::AccountDisabled => {
+                state.credentials.forget(login);
+                reply.build(DecisionKind::Disabled, Reason::AccountDisabled, who)
+            }
+            RejectReason::AccountLocked => self.refuse_state(state, login, Reason::AccountLocked, reply),
+        }
+    }
+
+    fn refuse_state(&self, state: &State, login: &Login, reason: Reason, reply: Reply<'_>) -> AuthDecision {
+        state.credentials.forget(login);
+        reply.refuse(reason, None)
+    }
+
+    /// Unknown logins count against the client and the typed name, so
+    /// spraying invented names is throttled like guessing passwords.
+    async fn unknown_user(
+        &self,
+        state: &State,
+        typed: &LookupKey,
+        req: &AuthRequest,
+        reply: Reply<'_>,
+    ) -> AuthDecision {
+        match state.throttle.check(typed.as_str(), req.client).await {
+            Ok(Some(limit)) => return reply.throttled(limit),
+            Ok(None) => {}
+            Err(_) => return reply.temporary(Reason::StoreUnavailable),
+        }
+        if let Err(e) = state.throttle.record_failure(typed.as_str(), req.client).await {
+            tracing::warn!(error = %e, "failure not counted: store unavailable");
+        }
+        reply.refuse(Reason::UnknownUser, None)
+    }
+
+    /// The directory cannot answer: a recently verified password still
+    /// works (grace), anything else is a temporary failure.
+    fn during_outage(&self, state: &State, typed: &LookupKey, password: &str, reply: Reply<'_>) -> AuthDecision {
+        if let Some(login) = state.credentials.resolve(typed) {
+            let verifier = state.credentials.verifier(&login, password.as_bytes());
+            if matches!(state.credentials.recall(&login, &verifier, reply.started), Recall::Fresh | Recall::Grace) {
+                return reply.build(DecisionKind::Accepted, Reason::CachedDuringOutage, Some(login));
+            }
+        }
+        reply.temporary(Reason::DirectoryUnavailable)
+    }
+}
+
+/// Builds decisions with the right text and delay.
+#[derive(Clone, Copy)]
+struct Reply<'a> {
+    state: &'a State,
+    started: Instant,
+}
+
+impl Reply<'_> {
+    fn build(self, kind: DecisionKind, reason: Reason, login: Option<Login>) -> AuthDecision {
+        let texts = &self.state.settings.texts;
+        let reply_text = match kind {
+            DecisionKind::Accepted => String::new(),
+            DecisionKind::PasswordExpired => texts.expired.clone(),
+            DecisionKind::Temporary if is_throttle(reason) => texts.throttled.clone(),
+            DecisionKind::Temporary => texts.temporary.clone(),
+            DecisionKind::Refused | DecisionKind::Disabled | DecisionKind::AuthzRefused => texts.failed.clone(),
+        };
+        // Outages answer at once (the client should retry elsewhere soon);
+        // every other refusal waits, counted from arrival.
+        let delayed = kind != DecisionKind::Accepted
+            && !matches!(reason, Reason::DirectoryUnavailable | Reason::StoreUnavailable);
+        let delay = self.state.settings.failure_delay;
+        let not_before = (delayed && !delay.is_zero()).then(|| self.started + delay);
+        AuthDecision { kind, reason, login, reply_text, not_before }
+    }
+
+    fn refuse(self, reason: Reason, login: Option<Login>) -> AuthDecision {
+        self.build(DecisionKind::Refused, reason, login)
+    }
+
+    fn temporary(self, reason: Reason) -> AuthDecision {
+        self.build(DecisionKind::Temporary, reason, None)
+    }
+
+    fn throttled(self, limit: Limit) -> AuthDecision {
+        let reason = match limit {
+            Limit::Login => Reason::TooManyFailuresForLogin,
+            Limit::Client => Reason::TooManyFailuresFromClient,
+        };
+        self.temporary(reason)
+    }
+}
+
+fn is_throttle(reason: Reason) -> bool {
+    matches!(reason, Reason::TooManyFailuresForLogin | Reason::TooManyFailuresFromClient)
+}

@@ -1,0 +1,445 @@
+//! `[auth]`: the SMTP AUTH front ends and the decision behind them.
+//!
+//! Every key has a default, so a config without `[auth]` still loads and
+//! serves the Dovecot auth protocol on `127.0.0.1:10030`.
+//!
+//! Keep `throttle.per_login` below the directory's own lockout threshold
+//! (OpenLDAP ppolicy `pwdMaxFailure`, AD `lockoutThreshold`): mailwarrant
+//! then refuses a password-guessing client before the directory ever
+//! counts enough failures to lock the real user out.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::problems::Problems;
+use super::{duration, Validate};
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub dovecot: RawDovecotListener,
+    #[serde(default)]
+    pub saslauthd: RawSaslauthdListener,
+    #[serde(default)]
+    pub throttle: RawThrottle,
+    #[serde(default)]
+    pub cache: RawCredentialCache,
+    /// How long a refusal waits before it is sent (like Dovecot's
+    /// `auth_failure_delay`). Counted from the request's arrival, so
+    /// unknown users and wrong passwords take the same time.
+    #[serde(default = "default_failure_delay")]
+    pub failure_delay: String,
+    /// The self-service page named in the reply to an expired password.
+    pub self_service_url: Option<String>,
+    #[serde(default)]
+    pub texts: RawTexts,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDovecotListener {
+    /// TCP addresses for the Dovecot auth protocol; `[]` turns TCP off.
+    #[serde(default = "default_dovecot_listen")]
+    pub listen: Vec<String>,
+    /// A UNIX socket for the Dovecot auth protocol (e.g. inside Postfix's
+    /// chroot: `/var/spool/postfix/private/auth`).
+    pub socket: Option<PathBuf>,
+    /// Octal permissions of `socket`.
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: String,
+    /// What a temporary failure (directory down) looks like on the wire:
+    /// `disconnect` (Postfix and Exim turn a lost connection into 454/435;
+    /// they turn every `FAIL` into 535) or `fail_code` (`FAIL …
+    /// code=temp_fail`, for clients that honour it).
+    #[serde(default)]
+    pub temp_fail: TempFailStyle,
+    /// Most connections served at once; more wait in the backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TempFailStyle {
+    #[default]
+    Disconnect,
+    FailCode,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSaslauthdListener {
+    /// The saslauthd `mux` socket; unset turns the front end off.
+    pub socket: Option<PathBuf>,
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    /// The window failures are counted in.
+    #[serde(default = "default_window")]
+    pub window: String,
+    /// Failures per login within the window before temporary refusal.
+    /// Keep it below the directory's lockout threshold.
+    #[serde(default = "default_per_login")]
+    pub per_login: u32,
+    /// Failures per client address within the window.
+    #[serde(default = "default_per_client")]
+    pub per_client: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentialCache {
+    /// How long a successful bind is remembered (as a keyed hash). `"0s"`
+    /// turns the credential cache off.
+    #[serde(default = "default_cache_ttl")]
+    pub ttl: String,
+    /// While the directory is down, cached successes keep working this
+    /// long after they were last verified (never for accounts last seen
+    /// disabled, locked or expired).
+    #[serde(default = "default_grace")]
+    pub grace: String,
+    /// How long a failed (login, password) pair is refused without asking
+    /// the directory again, and counted only once.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl: String,
+    /// Most remembered logins.
+    #[serde(default = "default_cache_capacity")]
+    pub capacity: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTexts {
+    /// Sent for every refusal that must not say why.
+    #[serde(default = "default_text_failed")]
+    pub failed: String,
+    /// Sent when the directory or store cannot answer.
+    #[serde(default = "default_text_temporary")]
+    pub temporary: String,
+    /// Sent when the password is right but expired (or must be changed);
+    /// `{url}` is replaced by `self_service_url`.
+    #[serde(default = "default_text_expired")]
+    pub expired: String,
+    /// Sent when too many failures came from a login or address.
+    #[serde(default = "default_text_throttled")]
+    pub throttled: String,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            dovecot: RawDovecotListener::default(),
+            saslauthd: RawSaslauthdListener::default(),
+            throttle: RawThrottle::default(),
+            cache: RawCredentialCache::default(),
+            failure_delay: default_failure_delay(),
+            self_service_url: None,
+            texts: RawTexts::default(),
+        }
+    }
+}
+
+impl Default for RawDovecotListener {
+    fn default() -> Self {
+        Self {
+            listen: default_dovecot_listen(),
+            socket: None,
+            socket_mode: default_socket_mode(),
+            temp_fail: TempFailStyle::default(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+impl Default for RawSaslauthdListener {
+    fn default() -> Self {
+        Self { socket: None, socket_mode: default_socket_mode() }
+    }
+}
+
+impl Default for RawThrottle {
+    fn default() -> Self {
+        Self { window: default_window(), per_login: default_per_login(), per_client: default_per_client() }
+    }
+}
+
+impl Default for RawCredentialCache {
+    fn default() -> Self {
+        Self {
+            ttl: default_cache_ttl(),
+            grace: default_grace(),
+            negative_ttl: default_negative_ttl(),
+            capacity: default_cache_capacity(),
+        }
+    }
+}
+
+impl Default for RawTexts {
+    fn default() -> Self {
+        Self {
+            failed: default_text_failed(),
+            temporary: default_text_temporary(),
+            expired: default_text_expired(),
+            throttled: default_text_throttled(),
+        }
+    }
+}
+
+fn default_failure_delay() -> String {
+    "2s".into()
+}
+fn default_dovecot_listen() -> Vec<String> {
+    vec!["127.0.0.1:10030".into()]
+}
+fn default_socket_mode() -> String {
+    "0660".into()
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_window() -> String {
+    "15m".into()
+}
+fn default_per_login() -> u32 {
+    8
+}
+fn default_per_client() -> u32 {
+    50
+}
+fn default_cache_ttl() -> String {
+    "10m".into()
+}
+fn default_grace() -> String {
+    "15m".into()
+}
+fn default_negative_ttl() -> String {
+    "5m".into()
+}
+fn default_cache_capacity() -> usize {
+    200_000
+}
+fn default_text_failed() -> String {
+    "Authentication failed".into()
+}
+fn default_text_temporary() -> String {
+    "Authentication temporarily unavailable, try again later".into()
+}
+fn default_text_expired() -> String {
+    "Password expired: change it at {url}".into()
+}
+fn default_text_throttled() -> String {
+    "Too many failed logins, try again later".into()
+}
+
+/// Validated `[auth]`.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub dovecot: DovecotListenerSettings,
+    pub saslauthd: SaslauthdListenerSettings,
+    pub throttle: ThrottleSettings,
+    pub cache: CredentialCacheSettings,
+    pub failure_delay: Duration,
+    pub texts: AuthTexts,
+}
+
+#[derive(Debug, Clone)]
+pub struct DovecotListenerSettings {
+    pub listen: Vec<SocketAddr>,
+    pub socket: Option<PathBuf>,
+    pub socket_mode: u32,
+    pub temp_fail: TempFailStyle,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SaslauthdListenerSettings {
+    pub socket: Option<PathBuf>,
+    pub socket_mode: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ThrottleSettings {
+    pub window: Duration,
+    pub per_login: u32,
+    pub per_client: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct CredentialCacheSettings {
+    /// Zero: off.
+    pub ttl: Duration,
+    pub grace: Duration,
+    pub negative_ttl: Duration,
+    pub capacity: usize,
+}
+
+/// What clients are told; never which check failed, except expiry.
+#[derive(Debug, Clone)]
+pub struct AuthTexts {
+    pub failed: String,
+    pub temporary: String,
+    /// With the self-service URL already filled in.
+    pub expired: String,
+    pub throttled: String,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        let mut p = Problems::default();
+        let settings = RawAuth::default().validate(&mut p, Path::new("."));
+        match settings {
+            Some(s) if p.errors.is_empty() => s,
+            _ => panic!("the built-in [auth] defaults are invalid: {:?}", p.errors),
+        }
+    }
+}
+
+impl Validate for RawAuth {
+    type Output = AuthSettings;
+
+    fn validate(&self, p: &mut Problems, base_dir: &Path) -> Option<AuthSettings> {
+        let failure_delay = duration::parse(p, "auth.failure_delay", &self.failure_delay);
+        let mut listen = Vec::new();
+        for (i, text) in self.dovecot.listen.iter().enumerate() {
+            match text.parse::<SocketAddr>() {
+                Ok(a) => listen.push(a),
+                Err(e) => p.error(format!("auth.dovecot.listen[{i}]"), format!("{text:?} is not IP:PORT ({e})")),
+            }
+        }
+        let dovecot_mode = mode(p, "auth.dovecot.socket_mode", &self.dovecot.socket_mode);
+        let sasl_mode = mode(p, "auth.saslauthd.socket_mode", &self.saslauthd.socket_mode);
+        if self.dovecot.max_connections == 0 {
+            p.error("auth.dovecot.max_connections", "must be at least 1");
+        }
+        let window = duration::parse(p, "auth.throttle.window", &self.throttle.window);
+        if self.throttle.per_login == 0 || self.throttle.per_client == 0 {
+            p.error("auth.throttle", "per_login and per_client must be at least 1");
+        }
+        let ttl = duration::parse(p, "auth.cache.ttl", &self.cache.ttl);
+        let grace = duration::parse(p, "auth.cache.grace", &self.cache.grace);
+        let negative_ttl = duration::parse(p, "auth.cache.negative_ttl", &self.cache.negative_ttl);
+        if self.cache.capacity == 0 {
+            p.error("auth.cache.capacity", "must be at least 1");
+        }
+        let expired = match (&self.self_service_url, self.texts.expired.contains("{url}")) {
+            (Some(url), _) => self.texts.expired.replace("{url}", url),
+            (None, true) => {
+                p.warn("auth.self_service_url", "unset: the expiry reply cannot name the self-service page");
+                self.texts.expired.replace(" at {url}", "").replace("{url}", "")
+            }
+            (None, false) => self.texts.expired.clone(),
+        };
+        let texts = AuthTexts {
+            failed: text(p, "auth.texts.failed", &self.texts.failed),
+            temporary: text(p, "auth.texts.temporary", &self.texts.temporary),
+            expired: text(p, "auth.texts.expired", &expired),
+            throttled: text(p, "auth.texts.throttled", &self.texts.throttled),
+        };
+        Some(AuthSettings {
+            dovecot: DovecotListenerSettings {
+                listen,
+                socket: self.dovecot.socket.as_ref().map(|s| base_dir.join(s)),
+                socket_mode: dovecot_mode?,
+                temp_fail: self.dovecot.temp_fail,
+                max_connections: self.dovecot.max_connections.max(1),
+            },
+            saslauthd: SaslauthdListenerSettings {
+                socket: self.saslauthd.socket.as_ref().map(|s| base_dir.join(s)),
+                socket_mode: sasl_mode?,
+            },
+            throttle: ThrottleSettings {
+                window: window?,
+                per_login: self.throttle.per_login.max(1),
+                per_client: self.throttle.per_client.max(1),
+            },
+            cache: CredentialCacheSettings {
+                ttl: ttl?,
+                grace: grace?,
+                negative_ttl: negative_ttl?,
+                capacity: self.cache.capacity.max(1),
+            },
+            failure_delay: failure_delay?,
+            texts,
+        })
+    }
+}
+
+fn mode(p: &mut Problems, path: &str, text: &str) -> Option<u32> {
+    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => Some(m),
+        _ => {
+            p.error(path, format!("{text:?} is not an octal file mode; write e.g. \"0660\""));
+            None
+        }
+    }
+}
+
+/// Reply texts go into protocol lines: no control characters (they would
+/// split a Dovecot line or an SMTP reply).
+fn text(p: &mut Problems, path: &str, value: &str) -> String {
+    if value.chars().any(char::is_control) {
+        p.error(path, "must not contain control characters (tabs, line breaks)");
+    }
+    value.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: &str) -> (Option<AuthSettings>, Problems) {
+        let raw: RawAuth = toml::from_str(toml_text).expect("parses");
+        let mut p = Problems::default();
+        (raw.validate(&mut p, Path::new("/etc/mailwarrant")), p)
+    }
+
+    #[test]
+    fn defaults_listen_on_the_documented_port() {
+        let s = AuthSettings::default();
+        assert_eq!(s.dovecot.listen, vec!["127.0.0.1:10030".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(s.failure_delay, Duration::from_secs(2));
+        assert_eq!(s.cache.grace, Duration::from_secs(15 * 60));
+        assert!(s.saslauthd.socket.is_none());
+    }
+
+    #[test]
+    fn expiry_text_names_the_self_service_page() {
+        let (s, p) = load("self_service_url = \"https://mail.example.com/password\"\n");
+        assert!(p.errors.is_empty());
+        assert_eq!(s.unwrap().texts.expired, "Password expired: change it at https://mail.example.com/password");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let (_, p) = load(
+            "failure_delay = \"soon\"\n[dovecot]\nlisten = [\"nowhere\"]\nsocket_mode = \"rw\"\n\
+             [throttle]\nper_login = 0\n[texts]\nfailed = \"a\\tb\"\n",
+        );
+        let paths: Vec<&str> = p.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "auth.failure_delay",
+                "auth.dovecot.listen[0]",
+                "auth.dovecot.socket_mode",
+                "auth.throttle",
+                "auth.texts.failed"
+            ]
+        );
+    }
+
+    #[test]
+    fn relative_socket_paths_resolve_against_the_config_folder() {
+        let (s, _) = load("[saslauthd]\nsocket = \"run/mux\"\n");
+        assert_eq!(s.unwrap().saslauthd.socket.unwrap(), Path::new("/etc/mailwarrant/run/mux"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Sockets for the Dovecot auth protocol: TCP and UNIX listeners, one task
+//! per connection.
+//!
+//! A connection permit is taken *before* accept, so a flood waits in the
+//! kernel backlog instead of growing memory. Requests on one connection
+//! are answered in order (the failure delay of one does not reorder
+//! replies); different connections never wait for each other, and a bad
+//! line closes only its own connection. On shutdown, listeners stop
+//! accepting, each connection finishes the request in hand and closes.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use rand::RngCore;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::codec::{decode, encode, DecodeError, MAX_LINE};
+use super::session::{Session, Step};
+use crate::auth::Authenticator;
+use crate::config::auth::{DovecotListenerSettings, TempFailStyle};
+
+use crate::serve::Shutdown;
+
+/// Shared by every connection of the Dovecot auth front end.
+pub struct DovecotAuthServer {
+    auth: Arc<Authenticator>,
+    temp_fail: TempFailStyle,
+    permits: Arc<Semaphore>,
+    spid: u32,
+    next_cuid: AtomicU32,
+}
+
+impl DovecotAuthServer {
+    pub fn new(auth: Arc<Authenticator>, settings: &DovecotListenerSettings) -> Arc<Self> {
+        Arc::new(Self {
+            auth,
+            temp_fail: settings.temp_fail,
+            permits: Arc::new(Semaphore::new(settings.max_connections)),
+            spid: std::process::id(),
+            next_cuid: AtomicU32::new(1),
+        })
+    }
+
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, mut shutdown: Shutdown) {
+        loop {
+            let Some(permit) = self.permit(&mut shutdown).await else { return };
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.wait() => return,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let this = self.clone();
+                    let shutdown = shutdown.clone();
+                    let span = tracing::info_span!("dovecot_auth", peer = %peer);
+                    tokio::spawn(
+                        async move {
+                            this.serve_connection(stream, shutdown).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
+                }
+                Err(e) => accept_error(e).await,
+            }
+        }
+    }
+
+    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, mut shutdown: Shutdown) {
+        loop {
+            let Some(permit) = self.permit(&mut shutdown).await else { return };
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.wait() => return,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let this = self.clone();
+                    let shutdown = shutdown.clone();
+                    let span = tracing::info_span!("dovecot_auth", peer = "unix");
+                    tokio::spawn(
+                        async move {
+                            this.serve_connection(stream, shutdown).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
+                }
+                Err(e) => accept_error(e).await,
+            }
+        }
+    }
+
+    async fn permit(&self, shutdown: &mut Shutdown) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if shutdown.is_triggered() {
+            return None;
+        }
+        tokio::select! {
+            p = self.permits.clone().acquire_owned() => p.ok(),
+            _ = shutdown.wait() => None,
+        }
+    }
+
+    /// Speaks the protocol on one stream until the client leaves, a
+    /// protocol error, or shutdown.
+    pub async fn serve_connection<S>(&self, mut stream: S, mut shutdown: Shutdown)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut session = Session::new(self.temp_fail);
+        let mut cookie = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut cookie);
+        let cuid = self.next_cuid.fetch_add(1, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(256);
+        for reply in Session::handshake(self.spid, cuid, cookie) {
+            encode(&reply, &mut out);
+        }
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        loop {
+            loop {
+                let step = match decode(&buf) {
+                    Ok((command, used)) => {
+                        buf.drain(..used);
+                        session.handle(command)
+                    }
+                    Err(DecodeError::Incomplete) => break,
+                    Err(DecodeError::TooLarge) => {
+                        tracing::info!(limit = MAX_LINE, "closing: line too long");
+                        return;
+                    }
+                    Err(DecodeError::Invalid { consumed, id, why }) => {
+                        buf.drain(..consumed);
+                        tracing::debug!(?why, "unreadable line");
+                        session.invalid(id, why)
+                    }
+                };
+                if !self.act(step, &mut session, &mut stream).await {
+                    return;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::select! {
+                r = stream.read(&mut chunk) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                },
+                _ = shutdown.wait() => return,
+            };
+            // The decoder caps lines; this only bounds the buffer while
+            // waiting for the LF.
+            if buf.len() + n > 2 * MAX_LINE && !buf.contains(&b'\n') {
+                tracing::info!(limit = MAX_LINE, "closing: line too long");
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Carries out one step; false when the connection must close.
+    async fn act<S>(&self, mut step: Step, session: &mut Session, stream: &mut S) -> bool
+    where
+        S: AsyncWrite + Unpin,
+    {
+        loop {
+            match step {
+                Step::Nothing => return true,
+                Step::Close(why) => {
+                    tracing::debug!(why, "closing connection");
+                    let _ = stream.shutdown().await;
+                    return false;
+                }
+                Step::Send(reply) => {
+                    let mut out = Vec::with_capacity(128);
+                    encode(&reply, &mut out);
+                    return stream.write_all(&out).await.is_ok();
+                }
+                Step::Authenticate { id, request } => {
+                    let typed = request.login.clone();
+                    let decision = self.auth.authenticate(request).await;
+                    decision.wait().await;
+                    step = session.finish(id, &typed, &decision);
+                }
+            }
+        }
+    }
+}
+
+/// Accept errors (EMFILE, ECONNABORTED) must not stop the listener.
+async fn accept_error(e: io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
+
+/// Binds a UNIX socket, replacing a stale file, with the given mode.
+pub fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}

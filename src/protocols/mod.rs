@@ -1,0 +1,5 @@
+//! Wire protocols of the front ends. Each parses, calls the core, and
+//! formats; none decides anything itself.
+
+pub mod dovecot_auth;
+pub mod saslauthd;

@@ -1,0 +1,121 @@
+//! The saslauthd socket: one task per connection, one request each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::codec::{decode, encode_reply, DecodeError, MAX_REQUEST};
+use crate::auth::{AuthRequest, Authenticator, Protocol};
+use crate::serve::Shutdown;
+
+/// A client has this long to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_CONNECTIONS: usize = 1024;
+const MALFORMED_TEXT: &str = "Malformed request";
+
+pub struct SaslauthdServer {
+    auth: Arc<Authenticator>,
+    permits: Arc<Semaphore>,
+}
+
+impl SaslauthdServer {
+    pub fn new(auth: Arc<Authenticator>) -> Arc<Self> {
+        Arc::new(Self { auth, permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)) })
+    }
+
+    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, mut shutdown: Shutdown) {
+        loop {
+            let permit = tokio::select! {
+                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = shutdown.wait() => return,
+            };
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.wait() => return,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let this = self.clone();
+                    tokio::spawn(
+                        async move {
+                            this.serve_connection(stream).await;
+                            drop(permit);
+                        }
+                        .instrument(tracing::info_span!("saslauthd")),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Reads one request, answers, closes.
+    pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) {
+        let mut buf = Vec::with_capacity(256);
+        let request = loop {
+            match decode(&buf) {
+                Ok((request, _)) => break Some(request),
+                Err(DecodeError::TooLarge) => break None,
+                Err(DecodeError::Incomplete) if buf.len() >= MAX_REQUEST => break None,
+                Err(DecodeError::Incomplete) => {}
+            }
+            let mut chunk = [0u8; 2048];
+            match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => return,
+            }
+        };
+        zeroize::Zeroize::zeroize(&mut buf);
+        let reply = match request {
+            None => encode_reply(false, MALFORMED_TEXT),
+            Some(r) => {
+                let login = typed_login(&r.login, &r.realm);
+                let password = String::from_utf8(r.password.to_vec()).unwrap_or_default();
+                let client = r.remote.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse().ok());
+                let request = AuthRequest {
+                    login,
+                    authzid: None,
+                    password: SecretString::from(password),
+                    client,
+                    protocol: Protocol::Saslauthd,
+                };
+                let decision = self.auth.authenticate(request).await;
+                decision.wait().await;
+                encode_reply(decision.is_accepted(), &decision.reply_text)
+            }
+        };
+        let _ = stream.write_all(&reply).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// `login@realm` when a realm is given and the login has none; a login
+/// that is not UTF-8 becomes empty (refused by the core).
+fn typed_login(login: &[u8], realm: &[u8]) -> String {
+    let login = std::str::from_utf8(login).unwrap_or_default();
+    match std::str::from_utf8(realm) {
+        Ok(realm) if !realm.is_empty() && !login.is_empty() && !login.contains('@') => format!("{login}@{realm}"),
+        _ => login.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::typed_login;
+
+    #[test]
+    fn realm_is_appended_only_when_missing() {
+        assert_eq!(typed_login(b"alice", b""), "alice");
+        assert_eq!(typed_login(b"alice", b"example.com"), "alice@example.com");
+        assert_eq!(typed_login(b"alice@example.com", b"other.org"), "alice@example.com");
+        assert_eq!(typed_login(b"\xff", b"example.com"), "");
+    }
+}
