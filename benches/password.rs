@@ -94,6 +94,7 @@ fn main() {
     let port = free_port();
     let config = format!(
         "[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = \"people.ldif\"\n[store]\npath = \"state.sqlite\"\n\
+         [auth.dovecot]\nlisten = [\"127.0.0.1:0\"]\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"http://127.0.0.1:{port}\"\n\
          [password]\nblocklist_file = \"blocklist.txt\"\n"
     );

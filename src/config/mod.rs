@@ -144,19 +144,21 @@ impl Config {
             p.error("reminders", "reminders need a [mailer] section to send with");
         }
         match (directory, identity, store, auth, password) {
-            (Some(directory), Some(identity), Some(store), Some(auth), Some(password)) if p.errors.is_empty() => Ok(Config {
-                file: file.to_path_buf(),
-                directory,
-                identity,
-                store,
-                auth,
-                mailer: mailer.flatten(),
-                reminders: reminders.flatten(),
-                http: http.flatten(),
-                password,
-                warnings: p.warnings,
-                raw,
-            }),
+            (Some(directory), Some(identity), Some(store), Some(auth), Some(password)) if p.errors.is_empty() => {
+                Ok(Config {
+                    file: file.to_path_buf(),
+                    directory,
+                    identity,
+                    store,
+                    auth,
+                    mailer: mailer.flatten(),
+                    reminders: reminders.flatten(),
+                    http: http.flatten(),
+                    password,
+                    warnings: p.warnings,
+                    raw,
+                })
+            }
             _ => Err(fail(p.errors)),
         }
     }

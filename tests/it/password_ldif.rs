@@ -33,6 +33,7 @@ pub async fn site_at(extra: &str, port: u16, base: &str) -> Site {
     let text = format!(
         "[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = \"people.ldif\"\npassword_max_age = \"90d\"\n\
          [store]\npath = \"state.sqlite\"\n\
+         [auth.dovecot]\nlisten = [\"127.0.0.1:0\"]\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\npublic_base_url = \"{base}\"\n\
          [password]\nblocklist_file = \"blocklist.txt\"\ndefault_policy = \"test\"\n{extra}\n\
          [password.policies.test]\nmin_length = 12\nmax_length = 128\nhistory = 3\n"
