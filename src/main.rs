@@ -41,6 +41,33 @@ enum Command {
         /// A login (`alice`) or an address (`a.smith@example.com`).
         who: String,
     },
+    /// Explain the send policy: what a login gets (`explain LOGIN`), what a
+    /// message would get (`--from A --to B,C --size N`), or what a refusal
+    /// reference means (`--ref ID`). Never counts anything.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The login to explain (not needed with --ref).
+        login: Option<String>,
+        /// Envelope sender of a message to simulate.
+        #[arg(long)]
+        from: Option<String>,
+        /// Recipients of the simulated message, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        to: Vec<String>,
+        /// Size in bytes of the simulated message.
+        #[arg(long, default_value_t = 0)]
+        size: u64,
+        /// Client address, for per-address counters.
+        #[arg(long)]
+        client_address: Option<String>,
+        /// A reference from a refusal text: `(ref 3f9c2a7b41d0)`.
+        #[arg(long = "ref")]
+        reference: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send the password expiry reminders that are due (once per user and
     /// stage), or list them with --dry-run.
     Remind {
@@ -101,6 +128,17 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Explain { config, login, from, to, size, client_address, reference, json } => {
+            use mailwarrant::policy_service::explain::Query;
+            let query = match (reference, login, from) {
+                (Some(r), _, _) => Query::Reference(r),
+                (None, Some(login), Some(from)) => Query::Message { login, from, to, size },
+                (None, Some(login), None) => Query::Policy { login, client_address },
+                (None, None, _) => bail!("name a login, or give --ref"),
+            };
+            let config = Config::load(&config)?;
+            runtime()?.block_on(explain(config, query, json))
+        }
         Command::Remind { config, dry_run, json, now } => {
             let config = Config::load(&config)?;
             runtime()?.block_on(remind(config, dry_run, json, now))
@@ -160,6 +198,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
     let app = App::build(config).await.context("while starting")?;
+    if let Some(policy) = app.policy.clone() {
+        tokio::spawn(mailwarrant::policy_service::reload_on_sighup(policy, app.config.file.clone()));
+    }
     let (trigger, shutdown) = serve::shutdown::channel();
     let server = tokio::spawn(serve::run(app, shutdown));
     wait_for_stop_signal().await?;
@@ -238,6 +279,26 @@ async fn password_check(config: Config, login: &str, candidate: &str, json: bool
         );
     }
     Ok(if report.accepted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn explain(
+    config: Config,
+    query: mailwarrant::policy_service::explain::Query,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let app = App::build(config).await.context("while opening the directory and the store")?;
+    let Some(service) = app.policy else { bail!("the config has no [policy] section") };
+    let now = time::OffsetDateTime::now_utc();
+    match mailwarrant::policy_service::explain::answer(&service, &query, json, now).await {
+        Ok(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 async fn lookup(config: Config, who: &str) -> anyhow::Result<ExitCode> {

@@ -75,6 +75,8 @@ extra_users() {
 extra_groups() {
     local n=$1 g i groups
     groups=$(((n + 999) / 1000))
+    # groups.ldif may end without a blank line: separate the entries.
+    echo
     for ((g = 1; g <= groups; g++)); do
         printf 'dn: cn=load-%02d,ou=groups,dc=example,dc=com\nobjectClass: groupOfNames\ncn: load-%02d\n' "$g" "$g"
         for ((i = (g - 1) * 1000 + 1; i <= g * 1000 && i <= n; i++)); do

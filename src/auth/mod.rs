@@ -41,6 +41,7 @@ use crate::directory::{BindOutcome, RejectReason};
 use crate::identity::{AccountStatus, Identity, IdentityCache, Login, LookupKey};
 use crate::store::Store;
 use credentials::{CredentialCache, Recall};
+pub use throttle::ThrottleMode;
 use throttle::{Limit, Throttle};
 
 /// Longest login accepted (bytes); longer ones are refused unread.
@@ -195,6 +196,7 @@ impl AuthDecision {
 pub struct Authenticator {
     identities: IdentityCache,
     store: Arc<dyn Store>,
+    mode: ThrottleMode,
     state: RwLock<Arc<State>>,
 }
 
@@ -206,23 +208,27 @@ struct State {
 }
 
 impl State {
-    fn new(settings: AuthSettings, store: Arc<dyn Store>) -> Self {
+    fn new(settings: AuthSettings, store: Arc<dyn Store>, mode: ThrottleMode) -> Self {
         let c = &settings.cache;
         let credentials = CredentialCache::new(c.ttl, c.grace, c.negative_ttl, c.capacity);
-        let throttle = Throttle::new(store, settings.throttle.clone());
+        let throttle = Throttle::new(store, settings.throttle.clone(), mode);
         Self { settings, credentials, throttle }
     }
 }
 
 impl Authenticator {
-    pub fn new(identities: IdentityCache, store: Arc<dyn Store>, settings: AuthSettings) -> Self {
-        let state = State::new(settings, store.clone());
-        Self { identities, store, state: RwLock::new(Arc::new(state)) }
+    /// `mode`: [`ThrottleMode::Local`] when this process owns the store
+    /// (SQLite), [`ThrottleMode::Shared`] when other instances use it too.
+    pub fn new(identities: IdentityCache, store: Arc<dyn Store>, settings: AuthSettings, mode: ThrottleMode) -> Self {
+        let state = State::new(settings, store.clone(), mode);
+        Self { identities, store, mode, state: RwLock::new(Arc::new(state)) }
     }
 
-    /// Applies new settings (SIGHUP). Caches start empty, like Dovecot's.
+    /// Applies new settings (SIGHUP). Caches start empty, like Dovecot's;
+    /// in local mode the failure counts start over too (the store keeps
+    /// them for inspection).
     pub fn reload(&self, settings: AuthSettings) {
-        let state = Arc::new(State::new(settings, self.store.clone()));
+        let state = Arc::new(State::new(settings, self.store.clone(), self.mode));
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
     }
 

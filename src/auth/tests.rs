@@ -107,6 +107,10 @@ struct Fixture {
 }
 
 fn fixture(tune: impl FnOnce(&mut AuthSettings)) -> Fixture {
+    fixture_in(ThrottleMode::Local, tune)
+}
+
+fn fixture_in(mode: ThrottleMode, tune: impl FnOnce(&mut AuthSettings)) -> Fixture {
     let lab = Arc::new(lab());
     let identity_settings = IdentitySettings {
         cache_ttl: Duration::from_secs(300),
@@ -120,7 +124,8 @@ fn fixture(tune: impl FnOnce(&mut AuthSettings)) -> Fixture {
     let mut settings = AuthSettings { failure_delay: Duration::ZERO, ..Default::default() };
     settings.texts.expired = "Password expired: change it at https://mail.example.com/password".into();
     tune(&mut settings);
-    Fixture { auth: Authenticator::new(identities.clone(), store, settings), lab, identities, _dir: dir }
+    let auth = Authenticator::new(identities.clone(), store, settings, mode);
+    Fixture { auth, lab, identities, _dir: dir }
 }
 
 fn request(login: &str, password: &str, client: &str) -> AuthRequest {
@@ -209,7 +214,13 @@ async fn the_same_wrong_password_reaches_the_directory_once() {
 
 #[tokio::test]
 async fn throttling_stops_guessing_before_the_directory() {
-    let f = fixture(|s| {
+    for mode in [ThrottleMode::Local, ThrottleMode::Shared] {
+        throttling_stops_guessing_in(mode).await;
+    }
+}
+
+async fn throttling_stops_guessing_in(mode: ThrottleMode) {
+    let f = fixture_in(mode, |s| {
         s.throttle.per_login = 3;
         s.throttle.per_client = 100;
     });
@@ -230,7 +241,13 @@ async fn throttling_stops_guessing_before_the_directory() {
 
 #[tokio::test]
 async fn one_client_spraying_logins_is_throttled_per_address() {
-    let f = fixture(|s| s.throttle.per_client = 5);
+    for mode in [ThrottleMode::Local, ThrottleMode::Shared] {
+        spraying_in(mode).await;
+    }
+}
+
+async fn spraying_in(mode: ThrottleMode) {
+    let f = fixture_in(mode, |s| s.throttle.per_client = 5);
     for i in 0..5 {
         let d = f.auth.authenticate(request(&format!("ghost{i}"), "x", "198.51.100.9")).await;
         assert_eq!(d.reason, Reason::UnknownUser);
@@ -272,6 +289,7 @@ async fn accounts_seen_disabled_lose_their_grace() {
     let auth = Authenticator {
         identities: identities.clone(),
         store: f.auth.store.clone(),
+        mode: ThrottleMode::Local,
         state: RwLock::new(f.auth.state()),
     };
     let d = auth.authenticate(request("alice", "Alice-Demo-2026!", "192.0.2.8")).await;

@@ -34,7 +34,8 @@ pub struct RawAuth {
     /// unknown users and wrong passwords take the same time.
     #[serde(default = "default_failure_delay")]
     pub failure_delay: String,
-    /// The self-service page named in the reply to an expired password.
+    /// The self-service page named in the reply to an expired password
+    /// (`{url}` in `texts.expired`); unset, the reply omits it.
     pub self_service_url: Option<String>,
     #[serde(default)]
     pub texts: RawTexts,
@@ -332,10 +333,8 @@ impl Validate for RawAuth {
         }
         let expired = match (&self.self_service_url, self.texts.expired.contains("{url}")) {
             (Some(url), _) => self.texts.expired.replace("{url}", url),
-            (None, true) => {
-                p.warn("auth.self_service_url", "unset: the expiry reply cannot name the self-service page");
-                self.texts.expired.replace(" at {url}", "").replace("{url}", "")
-            }
+            // No page to name: the reply just says the password expired.
+            (None, true) => self.texts.expired.replace(" at {url}", "").replace("{url}", ""),
             (None, false) => self.texts.expired.clone(),
         };
         let texts = AuthTexts {

@@ -13,6 +13,7 @@ pub mod http;
 pub mod identity;
 pub mod mailer;
 pub mod password;
+pub mod policy;
 pub mod problems;
 pub mod reminders;
 pub mod secret;
@@ -30,12 +31,14 @@ pub use http::HttpSettings;
 pub use identity::IdentitySettings;
 pub use mailer::MailerSettings;
 pub use password::PasswordSettings;
+pub use policy::PolicySettings;
 pub use problems::{ConfigError, Problem, Problems};
 pub use reminders::ReminderSettings;
 pub use store::StoreSettings;
 
 /// The top-level tables a config file may have.
-const SECTIONS: &[&str] = &["directory", "identity", "store", "auth", "mailer", "reminders", "http", "password"];
+const SECTIONS: &[&str] =
+    &["directory", "identity", "store", "auth", "mailer", "reminders", "policy", "http", "password"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -54,6 +57,9 @@ pub struct RawConfig {
     pub identity: identity::RawIdentity,
     #[serde(default)]
     pub store: store::RawStore,
+    /// Absent: no policy listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<policy::RawPolicy>,
     /// Outgoing mail; needed by reminders and change confirmations.
     pub mailer: Option<mailer::RawMailer>,
     pub reminders: Option<reminders::RawReminders>,
@@ -73,12 +79,13 @@ pub struct Config {
     pub directory: DirectorySettings,
     pub identity: IdentitySettings,
     pub store: StoreSettings,
+    pub policy: Option<PolicySettings>,
     pub auth: AuthSettings,
-    pub mailer: Option<MailerSettings>,
-    pub reminders: Option<ReminderSettings>,
     /// `None`: no HTTP listener.
     pub http: Option<HttpSettings>,
     pub password: PasswordSettings,
+    pub mailer: Option<MailerSettings>,
+    pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
     pub warnings: Vec<Problem>,
     /// The file as read, for `check-config` (secrets redacted on output).
@@ -115,6 +122,7 @@ impl Config {
         let mailer = section::<Option<mailer::RawMailer>>(&mut p, &table, "mailer", Some(None));
         let reminders = section::<Option<reminders::RawReminders>>(&mut p, &table, "reminders", Some(None));
         let auth = section::<auth::RawAuth>(&mut p, &table, "auth", Some(Default::default()));
+        let policy = section::<Option<policy::RawPolicy>>(&mut p, &table, "policy", Some(None));
         let http = section::<Option<http::RawHttp>>(&mut p, &table, "http", Some(None));
         let password = section::<password::RawPassword>(&mut p, &table, "password", Some(Default::default()));
 
@@ -125,19 +133,21 @@ impl Config {
             Some(mailer),
             Some(reminders),
             Some(auth),
+            Some(policy),
             Some(http),
             Some(password),
-        ) = (directory, identity, store, mailer, reminders, auth, http, password)
+        ) = (directory, identity, store, mailer, reminders, auth, policy, http, password)
         else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, http, password };
+        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
         let auth = raw.auth.validate(&mut p, base_dir);
         let mailer = raw.mailer.as_ref().map(|m| m.validate(&mut p, base_dir));
         let reminders = raw.reminders.as_ref().map(|r| r.validate(&mut p, base_dir));
+        let policy = raw.policy.as_ref().map(|r| r.validate(&mut p, base_dir));
         let http = raw.http.as_ref().map(|h| h.validate(&mut p, base_dir));
         let password = raw.password.validate(&mut p, base_dir);
         if reminders.is_some() && mailer.is_none() {
@@ -153,6 +163,7 @@ impl Config {
                     auth,
                     mailer: mailer.flatten(),
                     reminders: reminders.flatten(),
+                    policy: policy.flatten(),
                     http: http.flatten(),
                     password,
                     warnings: p.warnings,

@@ -17,11 +17,35 @@ pub struct RawStore {
     /// SQLite database file, relative to the config file.
     #[serde(default = "default_sqlite_path")]
     pub path: PathBuf,
+    /// SQLite durability: `full` (default) fsyncs every commit and survives
+    /// power loss; `normal` (WAL without an fsync per commit) survives a
+    /// crash or `kill -9` of mailwarrant but may lose the last commits on
+    /// power loss or an OS crash, for a much lower commit latency.
+    #[serde(default)]
+    pub synchronous: Synchronous,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    #[default]
+    Full,
+    Normal,
+}
+
+impl Synchronous {
+    /// The value of SQLite's `PRAGMA synchronous`.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
 }
 
 impl Default for RawStore {
     fn default() -> Self {
-        Self { kind: StoreKind::default(), path: default_sqlite_path() }
+        Self { kind: StoreKind::default(), path: default_sqlite_path(), synchronous: Synchronous::default() }
     }
 }
 
@@ -38,7 +62,7 @@ fn default_sqlite_path() -> PathBuf {
 
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
-    Sqlite { path: PathBuf },
+    Sqlite { path: PathBuf, synchronous: Synchronous },
 }
 
 impl Validate for RawStore {
@@ -51,6 +75,6 @@ impl Validate for RawStore {
                 p.error("store.path", format!("folder {} does not exist", parent.display()));
             }
         }
-        Some(StoreSettings::Sqlite { path })
+        Some(StoreSettings::Sqlite { path, synchronous: self.synchronous })
     }
 }

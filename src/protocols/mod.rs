@@ -2,4 +2,5 @@
 //! formats; none decides anything itself.
 
 pub mod dovecot_auth;
+pub mod policy_delegation;
 pub mod saslauthd;

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 
 use super::activation::Inherited;
 use super::{App, ServeError, Shutdown};
-use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::auth::{Authenticator, ThrottleMode};
+use crate::config::{Config, StoreSettings};
 use crate::protocols::dovecot_auth::{bind_unix, DovecotAuthServer};
 use crate::protocols::saslauthd::SaslauthdServer;
 
@@ -32,7 +32,12 @@ pub fn start(
     front_ends: &mut JoinSet<Result<(), ServeError>>,
 ) -> Result<Arc<Authenticator>, ServeError> {
     let settings = app.config.auth.clone();
-    let authenticator = Arc::new(Authenticator::new(app.identities.clone(), app.store.clone(), settings.clone()));
+    // SQLite belongs to this process alone: throttle counts can live in
+    // memory (written through). Any other store is shared.
+    let mode = match app.config.store {
+        StoreSettings::Sqlite { .. } => ThrottleMode::Local,
+    };
+    let authenticator = Arc::new(Authenticator::new(app.identities.clone(), app.store.clone(), settings.clone(), mode));
     let mut inherited = Inherited::from_env();
     let dovecot = DovecotAuthServer::new(authenticator.clone(), &settings.dovecot);
 

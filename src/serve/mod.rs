@@ -16,6 +16,8 @@ use crate::config::{Config, StoreSettings};
 use crate::directory::{self, Directory, DirectoryError};
 use crate::identity::IdentityCache;
 use crate::mailer::{Mailer, MailerError};
+use crate::policy_service::PolicyService;
+use crate::protocols::policy_delegation::listener::PolicyListeners;
 use crate::reminders;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -41,6 +43,8 @@ pub struct App {
     pub directory: Arc<dyn Directory>,
     pub identities: IdentityCache,
     pub store: Arc<dyn Store>,
+    /// The send-policy service, when `[policy]` is configured.
+    pub policy: Option<PolicyService>,
     /// Present when `[mailer]` is configured.
     pub mailer: Option<Arc<Mailer>>,
 }
@@ -51,15 +55,16 @@ impl App {
         let directory = directory::open(&config.directory).await?;
         let store = open_store(&config.store)?;
         let identities = IdentityCache::new(directory.clone(), config.identity.clone());
+        let policy = config.policy.clone().map(|p| PolicyService::new(p, identities.clone(), store.clone()));
         let mailer = config.mailer.as_ref().map(Mailer::new).transpose()?.map(Arc::new);
-        Ok(App { config: Arc::new(config), directory, identities, store, mailer })
+        Ok(App { config: Arc::new(config), directory, identities, store, mailer, policy })
     }
 }
 
 /// Opens the configured store.
 pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     match settings {
-        StoreSettings::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path)?)),
+        StoreSettings::Sqlite { path, synchronous } => Ok(Arc::new(SqliteStore::open_with(path, *synchronous)?)),
     }
 }
 
@@ -68,6 +73,9 @@ pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     let mut front_ends: JoinSet<Result<(), ServeError>> = JoinSet::new();
     // Front ends register here, one line each.
+    if let (Some(service), Some(settings)) = (&app.policy, &app.config.policy) {
+        front_ends.spawn(PolicyListeners::bind(settings).await?.serve(service.clone(), shutdown.clone()));
+    }
     let authenticator = auth::start(&app, &shutdown, &mut front_ends)?;
     if app.config.reminders.is_some() {
         front_ends.spawn(reminders::schedule::run_daily(app.clone(), shutdown.clone()));

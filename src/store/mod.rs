@@ -27,6 +27,29 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// One counter of an all-or-nothing charge ([`Store::incr_within`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Increment {
+    pub key: String,
+    pub delta: i64,
+    /// The counter may reach this value, not pass it.
+    pub limit: i64,
+    /// Expiry of a counter this charge creates; existing ones keep theirs.
+    pub ttl: Duration,
+}
+
+/// What [`Store::incr_within`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    /// Every counter was raised; the new values, in order.
+    Charged(Vec<i64>),
+    /// The `once` key was already live: nothing changed.
+    AlreadyCharged,
+    /// Counter `index` would pass its limit: nothing changed. `values` are
+    /// the current values, in order.
+    Refused { index: usize, values: Vec<i64> },
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Adds `delta` to a counter and returns the new value. A missing or
@@ -34,6 +57,16 @@ pub trait Store: Send + Sync + 'static {
     /// existing one keeps its expiry. Atomic: concurrent callers never
     /// lose an increment.
     async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64>;
+
+    /// Check-and-charge for rate limits, atomic as one transaction (SQLite)
+    /// or one script (Redis): when `once` names a live key, nothing changes
+    /// (`AlreadyCharged`: the same message asked twice); otherwise, when
+    /// every counter plus its delta stays within its limit, all are raised
+    /// (missing or expired ones start at zero with their `ttl`) and `once`
+    /// is set for its duration; else nothing changes. Several windows are
+    /// charged together or not at all, so concurrent callers can never
+    /// overshoot a limit, and a refused message leaves no trace.
+    async fn incr_within(&self, once: Option<(&str, Duration)>, increments: &[Increment]) -> Result<ChargeOutcome>;
 
     /// The counter's value, 0 when missing or expired.
     async fn counter(&self, key: &str) -> Result<i64>;

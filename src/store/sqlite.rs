@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, Store, StoreError};
+use super::{ChargeOutcome, Increment, Result, Store, StoreError};
+use crate::config::store::Synchronous;
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 512;
@@ -23,6 +24,7 @@ const PURGE_EVERY: u64 = 1024;
 
 enum Op {
     Incr { key: String, delta: i64, ttl: Duration },
+    IncrWithin { once: Option<(String, Duration)>, increments: Vec<Increment> },
     Counter { key: String },
     CounterTtl { key: String },
     Set { key: String, value: Vec<u8>, ttl: Option<Duration> },
@@ -40,6 +42,7 @@ enum Answer {
     Bool(bool),
     Bytes(Option<Vec<u8>>),
     Records(Vec<Vec<u8>>),
+    Charge(ChargeOutcome),
     Unit,
 }
 
@@ -53,10 +56,16 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing) the database and starts the worker.
+    /// Opens (creating when missing) the database and starts the worker,
+    /// with `synchronous=FULL`.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, Synchronous::Full)
+    }
+
+    /// Opens with the given durability (`[store] synchronous`).
+    pub fn open_with(path: &Path, synchronous: Synchronous) -> Result<Self> {
         let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-        init(&conn).map_err(backend)?;
+        init(&conn, synchronous).map_err(backend)?;
         let (tx, rx) = mpsc::channel(4096);
         std::thread::Builder::new()
             .name("mailwarrant-sqlite".into())
@@ -72,10 +81,10 @@ impl SqliteStore {
     }
 }
 
-fn init(conn: &Connection) -> rusqlite::Result<()> {
+fn init(conn: &Connection, synchronous: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", synchronous.pragma())?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at INTEGER) WITHOUT ROWID;
@@ -149,6 +158,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op) -> Result<Answer> {
             .and_then(|mut s| s.query_row(params![key, delta, expiry(ttl), now], |r| r.get(0)))
             .map_err(backend)?,
         ),
+        Op::IncrWithin { once, increments } => Answer::Charge(incr_within(tx, once, &increments, now)?),
         Op::Counter { key } => Answer::Int(
             tx.prepare_cached("SELECT value FROM counters WHERE key = ?1 AND expires_at > ?2")
                 .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)).optional())
@@ -223,6 +233,56 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: Op) -> Result<Answer> {
     Ok(answer)
 }
 
+/// [`Store::incr_within`] inside the batch transaction. The worker applies
+/// operations one at a time, so the reads and writes here cannot
+/// interleave with another caller's.
+fn incr_within(
+    tx: &rusqlite::Transaction<'_>,
+    once: Option<(String, Duration)>,
+    increments: &[Increment],
+    now: i64,
+) -> Result<ChargeOutcome> {
+    if let Some((key, _)) = &once {
+        let live: Option<i64> = tx
+            .prepare_cached("SELECT 1 FROM kv WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)")
+            .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        if live.is_some() {
+            return Ok(ChargeOutcome::AlreadyCharged);
+        }
+    }
+    let mut values = Vec::with_capacity(increments.len());
+    for inc in increments {
+        let value: i64 = tx
+            .prepare_cached("SELECT value FROM counters WHERE key = ?1 AND expires_at > ?2")
+            .and_then(|mut s| s.query_row(params![inc.key, now], |r| r.get(0)).optional())
+            .map_err(backend)?
+            .unwrap_or(0);
+        values.push(value);
+    }
+    if let Some(index) = increments.iter().zip(&values).position(|(inc, v)| v.saturating_add(inc.delta) > inc.limit) {
+        return Ok(ChargeOutcome::Refused { index, values });
+    }
+    for (inc, value) in increments.iter().zip(values.iter_mut()) {
+        *value = tx
+            .prepare_cached(
+                "INSERT INTO counters (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET
+                   value = CASE WHEN expires_at <= ?4 THEN ?2 ELSE value + ?2 END,
+                   expires_at = CASE WHEN expires_at <= ?4 THEN ?3 ELSE expires_at END
+                 RETURNING value",
+            )
+            .and_then(|mut s| s.query_row(params![inc.key, inc.delta, expiry(inc.ttl), now], |r| r.get(0)))
+            .map_err(backend)?;
+    }
+    if let Some((key, ttl)) = once {
+        tx.prepare_cached("INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?1, x'', ?2)")
+            .and_then(|mut s| s.execute(params![key, expiry(ttl)]))
+            .map_err(backend)?;
+    }
+    Ok(ChargeOutcome::Charged(values))
+}
+
 fn unexpected() -> StoreError {
     StoreError::Backend("the SQLite worker answered another kind of request".into())
 }
@@ -232,6 +292,14 @@ impl Store for SqliteStore {
     async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64> {
         match self.call(Op::Incr { key: key.to_owned(), delta, ttl }).await? {
             Answer::Int(v) => Ok(v),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn incr_within(&self, once: Option<(&str, Duration)>, increments: &[Increment]) -> Result<ChargeOutcome> {
+        let once = once.map(|(k, t)| (k.to_owned(), t));
+        match self.call(Op::IncrWithin { once, increments: increments.to_vec() }).await? {
+            Answer::Charge(c) => Ok(c),
             _ => Err(unexpected()),
         }
     }
@@ -340,6 +408,59 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(s.counter("k").await.unwrap(), 64 * 50);
+    }
+
+    #[tokio::test]
+    async fn incr_within_is_all_or_nothing_and_once() {
+        let (_d, s) = store();
+        let inc = |key: &str, delta, limit| Increment { key: key.into(), delta, limit, ttl: Duration::from_secs(60) };
+        let two = [inc("day", 1, 3), inc("rcpt", 5, 10)];
+        assert_eq!(
+            s.incr_within(Some(("m1", Duration::from_secs(60))), &two).await.unwrap(),
+            ChargeOutcome::Charged(vec![1, 5])
+        );
+        assert_eq!(
+            s.incr_within(Some(("m1", Duration::from_secs(60))), &two).await.unwrap(),
+            ChargeOutcome::AlreadyCharged
+        );
+        assert_eq!(
+            s.incr_within(Some(("m2", Duration::from_secs(60))), &two).await.unwrap(),
+            ChargeOutcome::Charged(vec![2, 10])
+        );
+        // The second window would pass 10: nothing changes, not even the first.
+        assert_eq!(
+            s.incr_within(Some(("m3", Duration::from_secs(60))), &two).await.unwrap(),
+            ChargeOutcome::Refused { index: 1, values: vec![2, 10] }
+        );
+        assert_eq!(s.counter("day").await.unwrap(), 2);
+        // A refused charge leaves no `once` key behind.
+        assert_eq!(s.get("m3").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn concurrent_charges_stop_exactly_at_the_limit() {
+        let (_d, s) = store();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut won = 0;
+                    for _ in 0..40 {
+                        let inc = [Increment { key: "k".into(), delta: 1, limit: 1000, ttl: Duration::from_secs(60) }];
+                        if let ChargeOutcome::Charged(_) = s.incr_within(None, &inc).await.unwrap() {
+                            won += 1;
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        assert_eq!(total, 1000);
+        assert_eq!(s.counter("k").await.unwrap(), 1000);
     }
 
     #[tokio::test]

@@ -16,5 +16,8 @@ mod password_browser;
 mod password_http;
 mod password_ldif;
 mod password_slapd;
+mod policy_postfix;
+mod policy_rig;
+mod policy_socket;
 mod postfix;
 mod reminders;

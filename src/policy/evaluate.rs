@@ -1,0 +1,339 @@
+//! Request + resolved policy + counters → [`Decision`].
+//!
+//! Pure: the caller passes what it learned (who the user is, whether a
+//! recipient is a distribution list, counter readings) and the time. The
+//! rules run in a fixed order and the first *enforced* refusal decides;
+//! refusals of rules in observe mode are collected and the evaluation goes
+//! on, so an observed rule never hides an enforced one.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::decision::*;
+use super::profile::{Counted, LimitAction, LocalPartMatch, Mode, PolicySet, RateLimit};
+use super::resolve::{ResolvedPolicy, Sourced};
+use crate::identity::{Address, Identity};
+
+/// The SMTP stage a request comes from (Postfix `protocol_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Connect,
+    Helo,
+    Mail,
+    Rcpt,
+    Data,
+    EndOfMessage,
+    /// VRFY, ETRN and anything newer: no send rule applies.
+    Other,
+}
+
+impl Stage {
+    /// Stages where the whole message is known (recipient count, size).
+    pub fn is_message_level(self) -> bool {
+        matches!(self, Stage::Data | Stage::EndOfMessage)
+    }
+}
+
+/// The envelope sender as the client gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sender {
+    /// `MAIL FROM:<>`.
+    Null,
+    Address(Address),
+    /// Not an address we can parse; never owned by anyone.
+    Invalid(String),
+}
+
+impl Sender {
+    pub fn parse(raw: &str) -> Sender {
+        if raw.is_empty() {
+            return Sender::Null;
+        }
+        match Address::parse(raw) {
+            Ok(a) => Sender::Address(a),
+            Err(_) => Sender::Invalid(raw.to_owned()),
+        }
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Sender::Null => "<>".into(),
+            Sender::Address(a) => format!("<{a}>"),
+            Sender::Invalid(raw) => format!("<{}>", raw.escape_debug()),
+        }
+    }
+}
+
+/// One recipient, with what the caller found out about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientFacts {
+    pub address: Address,
+    /// The distribution list's name when the address is one.
+    pub list: Option<String>,
+}
+
+/// What is known about the message at this stage.
+#[derive(Clone, Debug)]
+pub struct MessageFacts<'a> {
+    pub stage: Stage,
+    pub identity: &'a Identity,
+    /// `None` before MAIL FROM.
+    pub sender: Option<&'a Sender>,
+    /// The recipient of a RCPT request.
+    pub recipient: Option<&'a RecipientFacts>,
+    /// Accepted recipients (known at DATA and END-OF-MESSAGE only).
+    pub recipient_count: u32,
+    /// Declared size until END-OF-MESSAGE, then the real size; 0 unknown.
+    pub size: u64,
+}
+
+/// A counter's value for one of the resolved rate limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CounterReading {
+    /// Index into [`ResolvedPolicy::limits`].
+    pub limit: usize,
+    /// Counted so far in the current window (before this message).
+    pub used: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub resets_at: OffsetDateTime,
+}
+
+/// What one message costs against a limit.
+pub fn cost(limit: &RateLimit, recipient_count: u32) -> u64 {
+    match limit.count {
+        Counted::Messages => 1,
+        Counted::Recipients => u64::from(recipient_count.max(1)),
+    }
+}
+
+/// Evaluates every rule that applies at `facts.stage`.
+pub fn evaluate(
+    set: &PolicySet,
+    policy: &ResolvedPolicy,
+    facts: &MessageFacts<'_>,
+    counters: &[CounterReading],
+    now: OffsetDateTime,
+) -> Decision {
+    let mut decision = Decision::accept();
+    let checks: [&dyn Fn() -> Option<Finding>; 7] = [
+        &|| check_sender_match(set, policy, facts),
+        &|| check_sender_domain(policy, facts),
+        &|| check_external(set, policy, facts),
+        &|| check_lists(policy, facts),
+        &|| check_max_recipients(policy, facts),
+        &|| check_size(policy, facts),
+        &|| check_rates(policy, facts, counters, now),
+    ];
+    for check in checks {
+        if let Some(finding) = check() {
+            if conclude(set, &mut decision, finding) {
+                break;
+            }
+        }
+    }
+    decision
+}
+
+/// Applies the mode to one refusal. True when it is enforced (and so
+/// decides).
+pub fn conclude(set: &PolicySet, decision: &mut Decision, finding: Finding) -> bool {
+    match mode_for(set, &finding) {
+        Mode::Enforce => {
+            decision.refusal = Some(finding);
+            true
+        }
+        Mode::Observe => {
+            decision.observed.push(finding);
+            false
+        }
+    }
+}
+
+/// The mode that applies to a finding: the global `observe` wins, then a
+/// per-rule setting, then the mode of the profile that set the field.
+pub fn mode_for(set: &PolicySet, finding: &Finding) -> Mode {
+    if !finding.rule.observable() {
+        return Mode::Enforce;
+    }
+    if set.mode == Mode::Observe {
+        return Mode::Observe;
+    }
+    if let Some(mode) = set.rule_modes.get(&finding.rule) {
+        return *mode;
+    }
+    finding.source.as_ref().and_then(|s| s.mode).unwrap_or(Mode::Enforce)
+}
+
+fn check_sender_match(set: &PolicySet, policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    let rule = policy.require_sender_match.as_ref().filter(|r| r.value)?;
+    let sender = facts.sender?;
+    let owned = match sender {
+        Sender::Address(a) => owns(set, facts.identity, a),
+        Sender::Null | Sender::Invalid(_) => false,
+    };
+    (!owned).then(|| {
+        let text = format!("sender {} not owned by {}; rule sender_match", sender.shown(), facts.identity.login);
+        Finding::new(RuleKind::SenderMatch, Verdict::Reject, SENDER_NOT_OWNED, text).from_source(&rule.source)
+    })
+}
+
+/// True when `sender` is one of the user's addresses (primary, aliases,
+/// send-as grants), with the configured local-part and sub-address rules.
+pub fn owns(set: &PolicySet, identity: &Identity, sender: &Address) -> bool {
+    let base = (!set.recipient_delimiter.is_empty()).then(|| sender.without_subaddress(&set.recipient_delimiter));
+    identity.sendable_addresses().any(|own| {
+        same_address(set.local_part_match, own, sender)
+            || base.as_ref().is_some_and(|b| same_address(set.local_part_match, own, b))
+    })
+}
+
+fn same_address(rule: LocalPartMatch, own: &Address, candidate: &Address) -> bool {
+    match rule {
+        LocalPartMatch::Exact => own.domain() == candidate.domain() && own.local_part() == candidate.local_part(),
+        LocalPartMatch::AsciiCaseInsensitive => own.same_mailbox(candidate),
+    }
+}
+
+fn check_sender_domain(policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    let allowed = policy.allowed_sender_domains.as_ref()?;
+    let sender = facts.sender?;
+    let ok = match sender {
+        Sender::Address(a) => allowed.value.iter().any(|d| d == a.domain()),
+        Sender::Null | Sender::Invalid(_) => false,
+    };
+    (!ok).then(|| {
+        let text = format!(
+            "sender domain of {} is not allowed for {}; rule sender_domain",
+            sender.shown(),
+            facts.identity.login
+        );
+        Finding::new(RuleKind::SenderDomain, Verdict::Reject, NOT_AUTHORIZED, text).from_source(&allowed.source)
+    })
+}
+
+fn check_external(set: &PolicySet, policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    let rcpt = facts.recipient.filter(|_| facts.stage == Stage::Rcpt)?;
+    let rule = forbidden(&policy.may_send_external)?;
+    (!set.is_internal_domain(rcpt.address.domain())).then(|| {
+        let text = format!(
+            "{} may not send to external recipient <{}>; rule external_recipients",
+            facts.identity.login, rcpt.address
+        );
+        Finding::new(RuleKind::ExternalRecipients, Verdict::Reject, NOT_AUTHORIZED, text).from_source(&rule.source)
+    })
+}
+
+fn check_lists(policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    let rcpt = facts.recipient.filter(|_| facts.stage == Stage::Rcpt)?;
+    let list = rcpt.list.as_ref()?;
+    let rule = forbidden(&policy.may_send_to_lists)?;
+    let text = format!(
+        "{} may not send to distribution list {list} <{}>; rule distribution_lists",
+        facts.identity.login, rcpt.address
+    );
+    Some(Finding::new(RuleKind::DistributionLists, Verdict::Reject, NOT_AUTHORIZED, text).from_source(&rule.source))
+}
+
+/// A permission that is set and false.
+fn forbidden(field: &Option<Sourced<bool>>) -> Option<&Sourced<bool>> {
+    field.as_ref().filter(|f| !f.value)
+}
+
+fn check_max_recipients(policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    if !facts.stage.is_message_level() {
+        return None;
+    }
+    let max = policy.max_recipients.as_ref()?;
+    (facts.recipient_count > max.value).then(|| {
+        let text = format!(
+            "{} recipients, {} allows at most {}; rule max_recipients",
+            facts.recipient_count, facts.identity.login, max.value
+        );
+        Finding::new(RuleKind::MaxRecipients, Verdict::Reject, TOO_MANY_RECIPIENTS, text).from_source(&max.source)
+    })
+}
+
+fn check_size(policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    let max = policy.max_message_size.as_ref()?;
+    (facts.size > max.value).then(|| {
+        let text = format!("message size {} bytes exceeds {} bytes; rule max_message_size", facts.size, max.value);
+        Finding::new(RuleKind::MaxMessageSize, Verdict::Reject, MESSAGE_TOO_BIG, text).from_source(&max.source)
+    })
+}
+
+fn check_rates(
+    policy: &ResolvedPolicy,
+    facts: &MessageFacts<'_>,
+    counters: &[CounterReading],
+    now: OffsetDateTime,
+) -> Option<Finding> {
+    if !facts.stage.is_message_level() {
+        return None;
+    }
+    let limits = policy.rate_limits.as_ref()?;
+    let action = policy.limit_action.as_ref().map(|a| a.value).unwrap_or_default();
+    counters.iter().find_map(|reading| {
+        let limit = limits.value.get(reading.limit)?;
+        let cost = cost(limit, facts.recipient_count);
+        (reading.used.saturating_add(cost) > limit.limit)
+            .then(|| rate_finding(limit, reading, action, now, &limits.source))
+    })
+}
+
+fn rate_finding(
+    limit: &RateLimit,
+    reading: &CounterReading,
+    action: LimitAction,
+    now: OffsetDateTime,
+    source: &super::resolve::Source,
+) -> Finding {
+    let (verdict, code) = match action {
+        LimitAction::Defer => (Verdict::Defer, RATE_LIMITED),
+        LimitAction::Reject => (Verdict::Reject, RATE_LIMITED_REJECT),
+    };
+    let text = format!(
+        "rate limit {}: {}/{} {} {}, resets {}; rule rate_limit",
+        limit.name,
+        reading.used.min(limit.limit),
+        limit.limit,
+        limit.count,
+        period(limit.window),
+        reset_text(reading.resets_at, now, limit.window),
+    );
+    let mut f = Finding::new(RuleKind::RateLimit, verdict, code, text).from_source(source);
+    f.detail = limit.name.clone();
+    f
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+const HOUR: Duration = Duration::from_secs(3_600);
+
+/// "today" for daily windows, "per 1h" otherwise.
+fn period(window: Duration) -> String {
+    if window == DAY {
+        "today".into()
+    } else {
+        format!("per {}", humantime::format_duration(window))
+    }
+}
+
+/// When the window resets, as precise as the window needs, always UTC.
+pub fn reset_text(at: OffsetDateTime, now: OffsetDateTime, window: Duration) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let (h, m, s) = (at.hour(), at.minute(), at.second());
+    if window < HOUR {
+        format!("{h:02}:{m:02}:{s:02} UTC")
+    } else if at - now <= time::Duration::DAY {
+        format!("{h:02}:{m:02} UTC")
+    } else {
+        format!("{} {h:02}:{m:02} UTC", at.date())
+    }
+}
+
+#[cfg(test)]
+#[path = "evaluate_tests.rs"]
+mod tests;

@@ -1,0 +1,209 @@
+//! The sockets: TCP (`inet:127.0.0.1:10040`) and UNIX (`unix:/path`).
+//!
+//! Postfix keeps one connection per smtpd process and reuses it for many
+//! requests (A8), so connections are persistent and served one request at
+//! a time. A connection slot is taken *before* accepting, so a flood waits
+//! in the kernel backlog instead of exhausting memory. On shutdown the
+//! listeners stop at once; each connection finishes the request it is on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::codec::{decode, encode_reply};
+use super::session::Session;
+use crate::config::PolicySettings;
+use crate::policy_service::PolicyService;
+use crate::serve::{ServeError, Shutdown};
+
+/// Most connections served at once (Postfix opens one per smtpd process).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Idle connections are closed after this; longer than Postfix's own
+/// `smtpd_policy_service_max_idle` (300 s), so Postfix closes first.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(330);
+/// Mode of the UNIX socket: Postfix's smtpd runs as `postfix`.
+pub const UNIX_SOCKET_MODE: u32 = 0o666;
+
+/// Bound sockets, ready to serve.
+pub struct PolicyListeners {
+    tcp: Option<TcpListener>,
+    unix: Option<(UnixListener, PathBuf)>,
+}
+
+impl PolicyListeners {
+    /// Binds what `settings` names (a stale UNIX socket file is replaced).
+    pub async fn bind(settings: &PolicySettings) -> Result<Self, ServeError> {
+        let tcp = match settings.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServeError::Listen { address: addr.to_string(), source })?,
+            ),
+            None => None,
+        };
+        let unix = match &settings.unix_socket {
+            Some(path) => {
+                let listen_err = |source| ServeError::Listen { address: path.display().to_string(), source };
+                if path.exists() {
+                    std::fs::remove_file(path).map_err(listen_err)?;
+                }
+                let l = UnixListener::bind(path).map_err(listen_err)?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(UNIX_SOCKET_MODE))
+                    .map_err(listen_err)?;
+                Some((l, path.clone()))
+            }
+            None => None,
+        };
+        Ok(Self { tcp, unix })
+    }
+
+    /// The TCP address actually bound (port 0 in tests).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` fires, then waits for open connections to
+    /// finish their current request.
+    pub async fn serve(self, service: PolicyService, shutdown: Shutdown) -> Result<(), ServeError> {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(tcp) = self.tcp {
+            tasks.spawn(accept_tcp(tcp, service.clone(), slots.clone(), shutdown.clone()));
+        }
+        if let Some((unix, path)) = self.unix {
+            tasks.spawn(accept_unix(unix, path, service.clone(), slots.clone(), shutdown.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+        // Every connection holds a slot until it ends: wait for all of them.
+        let _ = slots.acquire_many(MAX_CONNECTIONS as u32).await;
+        Ok(())
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, service: PolicyService, slots: Arc<Semaphore>, mut shutdown: Shutdown) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "policy delegation listening (TCP)");
+    }
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let span = tracing::info_span!("policy_connection", peer = %peer);
+                let (service, shutdown) = (service.clone(), shutdown.clone());
+                tokio::spawn(
+                    async move {
+                        connection(stream, Session::new(service), shutdown).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn accept_unix(
+    listener: UnixListener,
+    path: PathBuf,
+    service: PolicyService,
+    slots: Arc<Semaphore>,
+    mut shutdown: Shutdown,
+) {
+    tracing::info!(path = %path.display(), "policy delegation listening (UNIX)");
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait() => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let span = tracing::info_span!("policy_connection", peer = "unix");
+                let (service, shutdown) = (service.clone(), shutdown.clone());
+                tokio::spawn(
+                    async move {
+                        connection(stream, Session::new(service), shutdown).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Serves one persistent connection. Returns (closing it) on EOF, idle
+/// timeout, shutdown, or any input error, never with a partial reply.
+pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, session: Session, mut shutdown: Shutdown) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        loop {
+            match decode(&mut buf) {
+                Ok(Some(request)) => match session.handle(&request, OffsetDateTime::now_utc()).await {
+                    Ok(action) => {
+                        if let Err(e) = wr.write_all(&encode_reply(&action)).await {
+                            tracing::debug!(error = %e, "policy client went away");
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "closing policy connection without a reply");
+                        return;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing policy connection without a reply");
+                    return;
+                }
+            }
+        }
+        if shutdown.is_triggered() {
+            return;
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(IDLE_TIMEOUT, rd.read_buf(&mut buf)) => r,
+            _ = shutdown.wait() => return,
+        };
+        match read {
+            Ok(Ok(0)) => {
+                if !buf.is_empty() {
+                    tracing::debug!(bytes = buf.len(), "policy client closed mid-request; nothing decided");
+                }
+                return;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "policy read failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("idle policy connection closed");
+                return;
+            }
+        }
+    }
+}

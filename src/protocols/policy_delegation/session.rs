@@ -1,0 +1,99 @@
+//! One policy request → one `action=`. No sockets: the listener feeds
+//! decoded requests and writes what comes back, so every mapping here is
+//! tested with plain values.
+
+use time::OffsetDateTime;
+
+use super::codec::{Request, ACTION_DUNNO, ACTION_PREPEND};
+use crate::policy::Stage;
+use crate::policy_service::{Outcome, PolicyService, SendRequest};
+
+/// The only request type Postfix sends.
+pub const REQUEST_TYPE: &str = "smtpd_access_policy";
+/// The header prepended to accepted mail when configured.
+pub const POLICY_HEADER: &str = "X-Mailwarrant-Policy";
+
+/// A request the session will not answer: the connection closes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("not a policy request (request={0:?})")]
+    NotAPolicyRequest(String),
+}
+
+/// Postfix `protocol_state` values (SMTPD_POLICY_README).
+pub fn stage(protocol_state: &str) -> Stage {
+    match protocol_state {
+        "CONNECT" => Stage::Connect,
+        "EHLO" | "HELO" => Stage::Helo,
+        "MAIL" => Stage::Mail,
+        "RCPT" => Stage::Rcpt,
+        "DATA" => Stage::Data,
+        "END-OF-MESSAGE" => Stage::EndOfMessage,
+        _ => Stage::Other,
+    }
+}
+
+/// The protocol-neutral request. Missing numbers count as 0, as the
+/// README allows; a non-empty attribute is kept as sent.
+pub fn to_send_request(req: &Request) -> Result<SendRequest, SessionError> {
+    match req.get("request") {
+        Some(REQUEST_TYPE) => {}
+        other => return Err(SessionError::NotAPolicyRequest(other.unwrap_or("").chars().take(64).collect())),
+    }
+    let text = |name| req.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
+    let stage = req.get("protocol_state").map(stage);
+    Ok(SendRequest {
+        stage,
+        sasl_username: text("sasl_username"),
+        // `sender` is empty both for `MAIL FROM:<>` and before MAIL; the
+        // stage tells them apart.
+        sender: match stage {
+            Some(Stage::Mail | Stage::Rcpt | Stage::Data | Stage::EndOfMessage) => {
+                Some(req.get("sender").unwrap_or("").to_owned())
+            }
+            _ => None,
+        },
+        recipient: text("recipient"),
+        recipient_count: req.get("recipient_count").and_then(|v| v.parse().ok()).unwrap_or(0),
+        size: req.get("size").and_then(|v| v.parse().ok()).unwrap_or(0),
+        client_address: text("client_address"),
+        instance: text("instance"),
+        queue_id: text("queue_id"),
+        policy_context: text("policy_context"),
+    })
+}
+
+/// The `action=` value for an outcome.
+pub fn action(outcome: &Outcome) -> String {
+    match (&outcome.decision.refusal, outcome.decision.client_text()) {
+        (Some(f), Some(text)) => format!("{} {text}", f.code),
+        _ => match (&outcome.profile, outcome.prepend) {
+            (Some(profile), true) => format!("{ACTION_PREPEND} {POLICY_HEADER}: profile={profile}"),
+            _ => ACTION_DUNNO.to_owned(),
+        },
+    }
+}
+
+/// Per-connection state: the service and nothing else (requests are
+/// independent; `instance` ties a message's requests together in the
+/// counters, not here).
+pub struct Session {
+    service: PolicyService,
+}
+
+impl Session {
+    pub fn new(service: PolicyService) -> Self {
+        Self { service }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: &Request, now: OffsetDateTime) -> Result<String, SessionError> {
+        let send = to_send_request(req)?;
+        let outcome = self.service.check(&send, now).await;
+        Ok(action(&outcome))
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
