@@ -102,6 +102,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let config = Config::load(&dir.path().join("bench.toml")).unwrap();
     let app = rt.block_on(App::build(config)).unwrap();
+    let store = app.store.clone();
     let (stop, shutdown) = serve::shutdown::channel();
     let server = rt.spawn(serve::run(app, shutdown));
     wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10)).unwrap();
@@ -123,13 +124,7 @@ fn main() {
             }
             Err(ureq::Error::Status(429, _)) => {
                 // Rate limited: reset this client's counter and go on.
-                rt.block_on(async {
-                    let store = mailwarrant::serve::open_store(&mailwarrant::config::StoreSettings::Sqlite {
-                        path: dir.path().join("state.sqlite"),
-                    })
-                    .unwrap();
-                    store.delete("password:check:client:127.0.0.1").await.unwrap();
-                });
+                rt.block_on(store.delete("password:check:client:127.0.0.1")).unwrap();
             }
             Err(e) => panic!("check failed: {e}"),
         }
