@@ -213,7 +213,7 @@ fn start_mailwarrant(users: usize, synchronous: &str) -> InProcess {
         .expect("slapd starts (scripts/test.sh installs it)");
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "{}\n[identity]\ncache_ttl = \"30m\"\nrefresh_after = \"25m\"\n[store]\npath = \"bench.sqlite\"\nsynchronous = \"{synchronous}\"\n\
+        "{}\n[auth.dovecot]\nlisten = []\n[identity]\ncache_ttl = \"30m\"\nrefresh_after = \"25m\"\n[store]\npath = \"bench.sqlite\"\nsynchronous = \"{synchronous}\"\n\
          [policy]\nlisten = \"127.0.0.1:0\"\norganisation_domains = [\"example.com\"]\n\
          [policy.profiles.default]\nallowed_sender_domains = [\"example.com\"]\nrequire_sender_match = true\n\
          max_recipients = 100\nmay_send_to_lists = false\nrate_limits = [{{ rate = \"100000/1d\" }}]\n",

@@ -16,6 +16,8 @@ REQUIRED=(
   python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd
   chromium:/usr/bin/chromium
   chromium-driver:/usr/bin/chromedriver
+  systemd:/usr/bin/systemd-socket-activate
+  openssl:/usr/bin/openssl
 )
 
 missing=()

@@ -198,20 +198,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
     let app = App::build(config).await.context("while starting")?;
+    // Signal handlers go in before anything can report "ready": a signal
+    // that arrived earlier would take its default action (terminate).
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate()).context("while installing the SIGTERM handler")?;
     if let Some(policy) = app.policy.clone() {
-        tokio::spawn(mailwarrant::policy_service::reload_on_sighup(policy, app.config.file.clone()));
+        let hup = signal(SignalKind::hangup()).context("while installing the SIGHUP handler")?;
+        tokio::spawn(mailwarrant::policy_service::reload_on_sighup(hup, policy, app.config.file.clone()));
     }
     let (trigger, shutdown) = serve::shutdown::channel();
     let server = tokio::spawn(serve::run(app, shutdown));
-    wait_for_stop_signal().await?;
+    wait_for_stop_signal(term).await?;
     trigger.fire();
     server.await.context("while stopping")??;
     Ok(())
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("while installing the SIGTERM handler")?;
+async fn wait_for_stop_signal(mut term: tokio::signal::unix::Signal) -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         r = tokio::signal::ctrl_c() => { r.context("while waiting for SIGINT")?; tracing::info!("SIGINT received") }

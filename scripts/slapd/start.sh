@@ -2,11 +2,14 @@
 # Builds a throwaway OpenLDAP instance in DIR from schemas/ldap/ and runs
 # slapd in the foreground on ldap://127.0.0.1:PORT/ (the demo uses 3389).
 #
-#   scripts/slapd/start.sh DIR [PORT] [--extra-users N] [--debug LEVEL]
+#   scripts/slapd/start.sh DIR [PORT] [--extra-users N] [--no-load-groups] [--debug LEVEL]
 #
 # --extra-users N  also loads user00001..userN (password User-Demo-2026!,
 #                  no-lockout policy) in groups load-01.. of 1000, nested
 #                  in `loadtest`: the benchmark's population.
+# --no-load-groups  the generated users only, without their groups (the
+#                  reminder scan needs none, and 100,000 users then load in
+#                  one offline slapadd).
 # --debug LEVEL    slapd's -d level (default 0; `stats` logs every op).
 #
 # A DIR that already holds an instance is reused as is (same data), so
@@ -21,17 +24,19 @@
 # data is complete).
 set -euo pipefail
 
-usage() { echo "usage: $0 DIR [PORT] [--extra-users N] [--debug LEVEL]" >&2; exit 2; }
+usage() { echo "usage: $0 DIR [PORT] [--extra-users N] [--no-load-groups] [--debug LEVEL]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dir=$1
 shift
 port=3389
 if [ $# -gt 0 ] && [[ $1 != --* ]]; then port=$1; shift; fi
 extra=0
+load_groups=1
 debug=0
 while [ $# -gt 0 ]; do
     case $1 in
         --extra-users) extra=${2:?}; shift 2 ;;
+        --no-load-groups) load_groups=0; shift ;;
         --debug) debug=${2:?}; shift 2 ;;
         *) usage ;;
     esac

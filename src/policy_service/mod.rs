@@ -298,17 +298,10 @@ impl PolicyService {
     }
 }
 
-/// Reloads the `[policy]` part of `file` on every SIGHUP. A file with
-/// errors is refused (each logged) and the old policy keeps serving.
-pub async fn reload_on_sighup(service: PolicyService, file: std::path::PathBuf) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install the SIGHUP handler; policy reload is off");
-            return;
-        }
-    };
+/// Reloads the `[policy]` part of `file` on every SIGHUP (`hup`, installed
+/// by the caller before the service reports ready). A file with errors is
+/// refused (each logged) and the old policy keeps serving.
+pub async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, service: PolicyService, file: std::path::PathBuf) {
     while hup.recv().await.is_some() {
         match reload_from_file(&service, &file) {
             Ok(()) => tracing::info!(file = %file.display(), "policy reloaded"),

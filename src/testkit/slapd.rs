@@ -37,6 +37,7 @@ pub struct Slapd {
     dir: PathBuf,
     port: u16,
     extra_users: usize,
+    load_groups: bool,
     stats_log: bool,
     child: Option<ChildGuard>,
 }
@@ -50,20 +51,26 @@ impl Slapd {
     /// The cast plus `n` generated users (`user00001`…, password
     /// [`GENERATED_PASSWORD`], in groups `load-NN` nested in `loadtest`).
     pub fn start_with_users(n: usize) -> Result<Self, String> {
-        Self::start_inner(n, true)
+        Self::start_inner(n, true, true)
     }
 
     /// Like [`Slapd::start_with_users`] but without the per-operation log,
     /// which would otherwise be what a benchmark measures.
     pub fn start_quiet_with_users(n: usize) -> Result<Self, String> {
-        Self::start_inner(n, false)
+        Self::start_inner(n, true, false)
     }
 
-    fn start_inner(n: usize, stats_log: bool) -> Result<Self, String> {
+    /// `n` generated users without their load groups and without the
+    /// per-operation log: large populations for scans (one offline load).
+    pub fn start_quiet_with_users_only(n: usize) -> Result<Self, String> {
+        Self::start_inner(n, false, false)
+    }
+
+    fn start_inner(n: usize, load_groups: bool, stats_log: bool) -> Result<Self, String> {
         require_program("/usr/sbin/slapd", "slapd")?;
         require_program("/usr/bin/ldapmodify", "ldap-utils")?;
         let dir = fresh_dir()?;
-        let mut slapd = Self { dir, port: free_port(), extra_users: n, stats_log, child: None };
+        let mut slapd = Self { dir, port: free_port(), extra_users: n, load_groups, stats_log, child: None };
         slapd.run()?;
         Ok(slapd)
     }
@@ -149,12 +156,15 @@ impl Slapd {
             .arg(self.port.to_string())
             .args(["--debug", if self.stats_log { "stats" } else { "0" }])
             .args(["--extra-users", &self.extra_users.to_string()])
+            .args(if self.load_groups { &[][..] } else { &["--no-load-groups"][..] })
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
         let mut child = ChildGuard::spawn("slapd", &mut command)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let ready = super::wait_until(START_DEADLINE, || {
+        // Generating and loading users takes about a second per thousand.
+        let deadline = START_DEADLINE + Duration::from_millis(self.extra_users as u64 * 5);
+        let ready = super::wait_until(deadline, || {
             !child.is_running() || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
         });
         if !child.is_running() || !ready {

@@ -126,3 +126,19 @@ fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_old_one() {
     assert!(rig.log().contains("may_send_externl"), "the refusal names the problem:\n{}", rig.log());
     assert!(external().queued, "{}", rig.log());
 }
+
+/// The whole chain: Postfix asks mailwarrant's Dovecot auth listener for
+/// the password (checked against slapd), then asks mailwarrant's policy
+/// service with the `sasl_username` that listener returned.
+#[test]
+fn authenticated_through_mailwarrant_auth_then_policy() {
+    let rig = Rig::start_with("", crate::policy_rig::SaslVia::Mailwarrant);
+    let s = rig.send(Some("alice"), "alice@example.com", &["bob@example.com"], &[]);
+    assert!(s.queued, "{}\n{}\n{}", s.transcript, rig.log(), rig.postfix.maillog());
+    let s = rig.send(Some("bob"), "alice@example.com", &["carol@example.com"], &[]);
+    assert_refused(&s, "5.7.1", "not owned by bob");
+    let s = rig.send(Some("carol"), "carol@example.com", &["someone@example.net"], &[]);
+    assert_refused(&s, "5.7.1", "external_recipients");
+    let s = rig.send(Some("alice"), "alice@example.com", &["all-staff@example.com"], &[]);
+    assert!(s.queued, "{}", s.transcript);
+}

@@ -38,17 +38,53 @@ pub struct Sent {
     pub transcript: String,
 }
 
+/// Who checks SMTP AUTH passwords for Postfix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SaslVia {
+    /// Postfix's Cyrus SASL with a sasldb of the cast.
+    Cyrus,
+    /// mailwarrant's own Dovecot auth listener, binding to the test slapd.
+    Mailwarrant,
+}
+
 impl Rig {
     /// Starts mailwarrant with the demo profiles plus `default_extra` lines
-    /// in `[policy.profiles.default]`, then Postfix in front of it.
+    /// in `[policy.profiles.default]`, then Postfix in front of it
+    /// (authenticating through Cyrus SASL).
     pub fn start(default_extra: &str) -> Rig {
+        Self::start_with(default_extra, SaslVia::Cyrus)
+    }
+
+    pub fn start_with(default_extra: &str, sasl: SaslVia) -> Rig {
         require_program("/usr/sbin/saslpasswd2", "sasl2-bin").unwrap();
         let dir = tempfile::Builder::new().prefix("mailwarrant-policy-rig").tempdir().unwrap();
         set_mode(dir.path(), 0o755);
         let policy_port = free_port();
+        let auth_port = free_port();
         let slapd = Slapd::start().unwrap();
         let config = dir.path().join("mailwarrant.toml");
-        std::fs::write(&config, config_text(&slapd.config_toml(), policy_port, default_extra)).unwrap();
+        let auth_listen = match sasl {
+            SaslVia::Cyrus => String::new(),
+            SaslVia::Mailwarrant => format!("\"127.0.0.1:{auth_port}\""),
+        };
+        std::fs::write(&config, config_text(&slapd.config_toml(), policy_port, &auth_listen, default_extra)).unwrap();
+        if sasl == SaslVia::Mailwarrant {
+            // smtpd gives up for good when the auth server is not there at
+            // its start: mailwarrant first.
+            let mut early = Rig::spawn(&dir, &config, policy_port);
+            wait_for_port(SocketAddr::from(([127, 0, 0, 1], auth_port)), Duration::from_secs(20)).unwrap();
+            let mut settings = postfix_settings(policy_port);
+            settings.retain(|(k, _)| !k.starts_with("smtpd_sasl"));
+            settings.extend([
+                ("smtpd_sasl_auth_enable", "yes".to_owned()),
+                ("smtpd_sasl_type", "dovecot".to_owned()),
+                ("smtpd_sasl_path", format!("inet:127.0.0.1:{auth_port}")),
+            ]);
+            let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let postfix = Postfix::start(&settings).unwrap();
+            let mailwarrant = early.take();
+            return Rig { config, policy_port, mailwarrant, postfix, _slapd: slapd, dir };
+        }
         let settings = postfix_settings(policy_port);
         let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let postfix = Postfix::start(&settings).unwrap();
@@ -78,25 +114,27 @@ impl Rig {
         rig
     }
 
-    pub fn start_mailwarrant(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("mailwarrant.log"))
-            .unwrap();
+    /// Starts the binary and waits for its policy port.
+    fn spawn(dir: &tempfile::TempDir, config: &Path, policy_port: u16) -> Option<ChildGuard> {
+        let log_path = dir.path().join("mailwarrant.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let child = ChildGuard::spawn(
             "mailwarrant",
             Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
                 .args(["serve", "--config"])
-                .arg(&self.config)
+                .arg(config)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(log),
         )
         .unwrap();
-        self.mailwarrant = Some(child);
-        wait_for_port(SocketAddr::from(([127, 0, 0, 1], self.policy_port)), Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], policy_port)), Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log_path).unwrap_or_default()));
+        Some(child)
+    }
+
+    pub fn start_mailwarrant(&mut self) {
+        self.mailwarrant = Rig::spawn(&self.dir, &self.config, self.policy_port);
     }
 
     /// Stops mailwarrant (SIGTERM, then waits) and starts it again on the
@@ -151,9 +189,13 @@ impl Rig {
     }
 }
 
-fn config_text(directory: &str, port: u16, default_extra: &str) -> String {
+fn config_text(directory: &str, port: u16, auth_listen: &str, default_extra: &str) -> String {
     format!(
         r#"{directory}
+# Off when Postfix authenticates through Cyrus, so parallel rigs never
+# fight over the default port.
+[auth.dovecot]
+listen = [{auth_listen}]
 [store]
 kind = "sqlite"
 path = "state.sqlite"

@@ -29,7 +29,7 @@ async fn server() -> Server {
     let slapd = tokio::task::spawn_blocking(Slapd::start).await.unwrap().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "{}\n[store]\npath = \"s.sqlite\"\n[policy]\nlisten = \"127.0.0.1:0\"\nunix_socket = \"policy.sock\"\n\
+        "{}\n[auth.dovecot]\nlisten = []\n[store]\npath = \"s.sqlite\"\n[policy]\nlisten = \"127.0.0.1:0\"\nunix_socket = \"policy.sock\"\n\
          organisation_domains = [\"example.com\"]\ngroups = {{ sales = \"sales\" }}\n\
          [policy.profiles.default]\nrequire_sender_match = true\nmay_send_to_lists = false\n\
          rate_limits = [{{ rate = \"2/1d\" }}]\n[policy.profiles.sales]\npriority = 1\nmay_send_to_lists = true\n",
