@@ -14,6 +14,7 @@
 //! - every client value is escaped before it enters a filter;
 //! - passwords are never logged, and only exposed to the bind call.
 
+mod change;
 mod lookup;
 mod pool;
 pub mod ppolicy;
@@ -31,7 +32,8 @@ use self::lookup::{Entry, Reader};
 use self::pool::{rc, BindPool, Connector, Search, SearchPool};
 use self::ppolicy::{PpolicyError, PpolicyResponse};
 use super::{
-    AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result, UserSummary,
+    AddressOwner, BindOutcome, ChangeOptions, ChangeOutcome, Directory, DirectoryError, DistributionList, RejectReason,
+    Result, UserSummary,
 };
 use crate::config::LdapSettings;
 use crate::identity::{Address, Identity};
@@ -49,6 +51,9 @@ pub struct LdapDirectory {
     group_base_dn: String,
     address_filter: crate::directory::template::FilterTemplate,
     user_filter: crate::directory::template::FilterTemplate,
+    /// The service account, for `password.expired_change = "service_account"`.
+    service_dn: String,
+    service_password: SecretString,
 }
 
 impl LdapDirectory {
@@ -88,6 +93,8 @@ impl LdapDirectory {
             group_base_dn: settings.group_base_dn.clone(),
             address_filter: settings.address_filter.clone(),
             user_filter: settings.user_filter.clone(),
+            service_dn: settings.bind_dn.clone(),
+            service_password: settings.bind_password.clone(),
         })
     }
 
@@ -218,6 +225,16 @@ impl Directory for LdapDirectory {
         let outcome = bind_outcome(result.rc, &result.text, control, identity.account.enabled);
         tracing::debug!(dn = %identity.dn, code = result.rc, ?outcome, "user bind");
         outcome
+    }
+
+    async fn change_password(
+        &self,
+        identity: &Identity,
+        current: &SecretString,
+        new: &SecretString,
+        options: &ChangeOptions,
+    ) -> Result<ChangeOutcome> {
+        change::change_password(self, identity, current, new, options).await
     }
 
     async fn list_users(&self) -> Result<Vec<UserSummary>> {

@@ -128,7 +128,7 @@ fn broke_connection(e: &LdapError) -> bool {
     )
 }
 
-fn operation_error(e: LdapError, deadline: Duration) -> DirectoryError {
+pub(super) fn operation_error(e: LdapError, deadline: Duration) -> DirectoryError {
     match e {
         LdapError::Timeout { .. } => DirectoryError::Timeout(deadline),
         e if broke_connection(&e) => DirectoryError::Unreachable(e.to_string()),
@@ -413,6 +413,14 @@ impl BindPool {
                 Ok(Err(e)) => return Err(operation_error(e, deadline)),
             }
         }
+    }
+
+    /// A connection of its own, never returned to the pool, for a bind
+    /// followed by a write on the same session (the password change), and
+    /// the operation deadline to use on it.
+    pub(super) async fn dedicated(&self) -> Result<(Ldap, Duration)> {
+        let conn = self.connector.open(self.connector.urls.len()).await?;
+        Ok((conn.ldap, self.connector.op_timeout))
     }
 
     /// A reusable idle connection; ones on a fallback URL are dropped once
