@@ -15,6 +15,8 @@ REQUIRED=(
   swaks:/usr/bin/swaks
   sasl2-bin:/usr/sbin/testsaslauthd
   python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd
+  chromium:/usr/bin/chromium
+  chromium-driver:/usr/bin/chromedriver
   systemd:/usr/bin/systemd-socket-activate
   openssl:/usr/bin/openssl
 )

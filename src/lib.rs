@@ -8,8 +8,10 @@
 pub mod auth;
 pub mod config;
 pub mod directory;
+pub mod http;
 pub mod identity;
 pub mod mailer;
+pub mod password;
 pub mod policy;
 pub mod policy_service;
 pub mod protocols;

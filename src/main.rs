@@ -83,6 +83,18 @@ enum Command {
         #[arg(long, value_parser = parse_instant)]
         now: Option<time::OffsetDateTime>,
     },
+    /// Read a candidate password from standard input and print the verdict
+    /// of each rule of the login's password policy (history included).
+    /// Exits 0 when every rule passes, 1 when one fails.
+    PasswordCheck {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read a password from standard input and print its `{ARGON2}` hash,
     /// for LDIF directories.
     HashPassword,
@@ -130,6 +142,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Remind { config, dry_run, json, now } => {
             let config = Config::load(&config)?;
             runtime()?.block_on(remind(config, dry_run, json, now))
+        }
+        Command::PasswordCheck { config, login, json } => {
+            let config = Config::load(&config)?;
+            let candidate = read_secret_line("type the candidate password, then Enter:")?;
+            runtime()?.block_on(password_check(config, &login, &candidate, json))
         }
         Command::Lookup { config, who } => {
             let config = Config::load(&config)?;
@@ -203,6 +220,68 @@ async fn wait_for_stop_signal(mut term: tokio::signal::unix::Signal) -> anyhow::
         r = tokio::signal::ctrl_c() => { r.context("while waiting for SIGINT")?; tracing::info!("SIGINT received") }
     }
     Ok(())
+}
+
+/// One line from standard input without its line ending, zeroized on drop.
+fn read_secret_line(prompt: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("{prompt}");
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    stdin.lock().read_line(&mut line).context("while reading standard input")?;
+    let trimmed = line.trim_end_matches(['\r', '\n']).len();
+    line.truncate(trimmed);
+    Ok(line)
+}
+
+async fn password_check(config: Config, login: &str, candidate: &str, json: bool) -> anyhow::Result<ExitCode> {
+    use mailwarrant::password::{Outcome, PasswordService};
+    let app = App::build(config).await.context("while opening the directory and the store")?;
+    let service = PasswordService::new(
+        app.identities.clone(),
+        app.store.clone(),
+        app.config.password.clone(),
+        app.config.http.as_ref().map(|h| h.public_base_url.clone()).unwrap_or_default(),
+    );
+    let Some(report) = service.admin_check(login, candidate, time::OffsetDateTime::now_utc()).await? else {
+        eprintln!("{login}: not found in the directory");
+        return Ok(ExitCode::from(2));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("policy: {}", report.policy);
+        for v in &report.verdicts {
+            let tag = match v.outcome {
+                Outcome::Pass => "PASS",
+                Outcome::Fail => "FAIL",
+                Outcome::NotChecked => "SKIP",
+                Outcome::Info => "INFO",
+            };
+            let why = v.message.as_deref().map(|m| format!(" — {m}")).unwrap_or_default();
+            println!("{tag}  {:<18} {}{why}", v.rule, v.requirement);
+        }
+        if let Some(s) = &report.strength {
+            let advice: Vec<&str> =
+                s.warning.iter().map(String::as_str).chain(s.suggestions.iter().map(String::as_str)).collect();
+            println!(
+                "strength: {}/4{}",
+                s.score,
+                if advice.is_empty() { String::new() } else { format!(" — {}", advice.join(" ")) }
+            );
+        }
+        let failed = report.failures().count();
+        println!(
+            "{}",
+            if failed == 0 {
+                "verdict: accepted".to_owned()
+            } else {
+                format!("verdict: refused ({failed} rule(s) failed)")
+            }
+        );
+    }
+    Ok(if report.accepted() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 async fn explain(

@@ -9,8 +9,10 @@
 pub mod auth;
 pub mod directory;
 pub mod duration;
+pub mod http;
 pub mod identity;
 pub mod mailer;
+pub mod password;
 pub mod policy;
 pub mod problems;
 pub mod reminders;
@@ -25,15 +27,18 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::AuthSettings;
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
+pub use http::HttpSettings;
 pub use identity::IdentitySettings;
 pub use mailer::MailerSettings;
+pub use password::PasswordSettings;
 pub use policy::PolicySettings;
 pub use problems::{ConfigError, Problem, Problems};
 pub use reminders::ReminderSettings;
 pub use store::StoreSettings;
 
 /// The top-level tables a config file may have.
-const SECTIONS: &[&str] = &["directory", "identity", "store", "auth", "mailer", "reminders", "policy"];
+const SECTIONS: &[&str] =
+    &["directory", "identity", "store", "auth", "mailer", "reminders", "policy", "http", "password"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -60,6 +65,11 @@ pub struct RawConfig {
     pub reminders: Option<reminders::RawReminders>,
     #[serde(default)]
     pub auth: auth::RawAuth,
+    /// The HTTP listener (self-service page); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<http::RawHttp>,
+    #[serde(default)]
+    pub password: password::RawPassword,
 }
 
 /// The validated configuration every component is built from.
@@ -71,6 +81,9 @@ pub struct Config {
     pub store: StoreSettings,
     pub policy: Option<PolicySettings>,
     pub auth: AuthSettings,
+    /// `None`: no HTTP listener.
+    pub http: Option<HttpSettings>,
+    pub password: PasswordSettings,
     pub mailer: Option<MailerSettings>,
     pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
@@ -110,13 +123,24 @@ impl Config {
         let reminders = section::<Option<reminders::RawReminders>>(&mut p, &table, "reminders", Some(None));
         let auth = section::<auth::RawAuth>(&mut p, &table, "auth", Some(Default::default()));
         let policy = section::<Option<policy::RawPolicy>>(&mut p, &table, "policy", Some(None));
+        let http = section::<Option<http::RawHttp>>(&mut p, &table, "http", Some(None));
+        let password = section::<password::RawPassword>(&mut p, &table, "password", Some(Default::default()));
 
-        let (Some(directory), Some(identity), Some(store), Some(mailer), Some(reminders), Some(auth), Some(policy)) =
-            (directory, identity, store, mailer, reminders, auth, policy)
+        let (
+            Some(directory),
+            Some(identity),
+            Some(store),
+            Some(mailer),
+            Some(reminders),
+            Some(auth),
+            Some(policy),
+            Some(http),
+            Some(password),
+        ) = (directory, identity, store, mailer, reminders, auth, policy, http, password)
         else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy };
+        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
@@ -124,22 +148,28 @@ impl Config {
         let mailer = raw.mailer.as_ref().map(|m| m.validate(&mut p, base_dir));
         let reminders = raw.reminders.as_ref().map(|r| r.validate(&mut p, base_dir));
         let policy = raw.policy.as_ref().map(|r| r.validate(&mut p, base_dir));
+        let http = raw.http.as_ref().map(|h| h.validate(&mut p, base_dir));
+        let password = raw.password.validate(&mut p, base_dir);
         if reminders.is_some() && mailer.is_none() {
             p.error("reminders", "reminders need a [mailer] section to send with");
         }
-        match (directory, identity, store, auth) {
-            (Some(directory), Some(identity), Some(store), Some(auth)) if p.errors.is_empty() => Ok(Config {
-                file: file.to_path_buf(),
-                directory,
-                identity,
-                store,
-                auth,
-                mailer: mailer.flatten(),
-                reminders: reminders.flatten(),
-                policy: policy.flatten(),
-                warnings: p.warnings,
-                raw,
-            }),
+        match (directory, identity, store, auth, password) {
+            (Some(directory), Some(identity), Some(store), Some(auth), Some(password)) if p.errors.is_empty() => {
+                Ok(Config {
+                    file: file.to_path_buf(),
+                    directory,
+                    identity,
+                    store,
+                    auth,
+                    mailer: mailer.flatten(),
+                    reminders: reminders.flatten(),
+                    policy: policy.flatten(),
+                    http: http.flatten(),
+                    password,
+                    warnings: p.warnings,
+                    raw,
+                })
+            }
             _ => Err(fail(p.errors)),
         }
     }

@@ -6,6 +6,13 @@
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
+/// Formats an instant as `YYYYMMDDHHMMSSZ` (UTC), as ppolicy writes
+/// `pwdChangedTime`.
+pub fn format(at: OffsetDateTime) -> String {
+    let t = at.to_offset(UtcOffset::UTC);
+    format!("{:04}{:02}{:02}{:02}{:02}{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+}
+
 /// Parses an LDAP GeneralizedTime (RFC 4517 §3.3.13):
 /// `YYYYMMDDHH[MM[SS]][(.|,)fraction](Z|(+|-)HH[MM])`. `None` for anything
 /// else, including out-of-range fields; never panics.

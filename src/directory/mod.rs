@@ -69,6 +69,69 @@ pub enum BindOutcome {
     Rejected(RejectReason),
 }
 
+/// Why the directory refused a password change. Values, not errors: the
+/// page shows each with its own message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeRefusal {
+    /// The current password is wrong (or the user unknown).
+    InvalidCredentials,
+    /// An empty current or new password; never sent to the directory.
+    EmptyPassword,
+    AccountLocked,
+    AccountDisabled,
+    /// ppolicy `passwordTooShort` (the directory's own minimum).
+    TooShort,
+    /// ppolicy `passwordTooYoung` (`pwdMinAge`).
+    TooYoung,
+    /// ppolicy `passwordInHistory`.
+    InHistory,
+    /// ppolicy `insufficientPasswordQuality` (a `pwdCheckModule` refused it).
+    InsufficientQuality,
+    /// ppolicy `passwordModNotAllowed` or an ACL refused the write.
+    NotAllowed,
+    /// The password expired and the directory has no grace login left.
+    Expired,
+    /// This backend cannot change passwords.
+    Unsupported,
+}
+
+impl ChangeRefusal {
+    /// What the user reads. A wrong current password stays generic.
+    pub fn user_message(self) -> &'static str {
+        match self {
+            ChangeRefusal::InvalidCredentials | ChangeRefusal::EmptyPassword => {
+                "The login or the current password is not right."
+            }
+            ChangeRefusal::AccountLocked => "The account is locked; ask the helpdesk.",
+            ChangeRefusal::AccountDisabled => "The account is disabled; ask the helpdesk.",
+            ChangeRefusal::TooShort => "The directory refused the new password: it is too short.",
+            ChangeRefusal::TooYoung => "The password was changed too recently; try again later.",
+            ChangeRefusal::InHistory => "The directory refused the new password: it was used before.",
+            ChangeRefusal::InsufficientQuality => "The directory refused the new password as too weak.",
+            ChangeRefusal::NotAllowed => "The directory does not allow this account to change its password here.",
+            ChangeRefusal::Expired => "The password has expired and no grace login is left; ask the helpdesk.",
+            ChangeRefusal::Unsupported => "Password changes are not available for this directory.",
+        }
+    }
+}
+
+/// The result of a password change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    Changed,
+    Refused(ChangeRefusal),
+}
+
+/// How a change is made, from `[password]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChangeOptions {
+    /// For an expired password with no grace login left, let the service
+    /// account write once the old password was proven right
+    /// (`password.expired_change = "service_account"`).
+    pub expired_via_service_account: bool,
+}
+
 impl BindOutcome {
     pub const ACCEPTED: BindOutcome = BindOutcome::Accepted { expires_in: None, grace_logins_left: None };
 }
@@ -131,6 +194,21 @@ pub trait Directory: Send + Sync + 'static {
     /// `Rejected(EmptyPassword)` for an empty password without contacting
     /// the server.
     async fn authenticate(&self, identity: &Identity, password: &SecretString) -> Result<BindOutcome>;
+
+    /// Changes a password as the user: the current password must be
+    /// right, and where the directory has its own policy (ppolicy) it
+    /// applies too. An expired or must-change password can still be
+    /// changed. Refusals are values; `Err` only for an unhealthy directory.
+    async fn change_password(
+        &self,
+        identity: &Identity,
+        current: &SecretString,
+        new: &SecretString,
+        options: &ChangeOptions,
+    ) -> Result<ChangeOutcome> {
+        let _ = (identity, current, new, options);
+        Ok(ChangeOutcome::Refused(ChangeRefusal::Unsupported))
+    }
 
     /// Every user, with account and password state (paged on LDAP).
     async fn list_users(&self) -> Result<Vec<UserSummary>>;

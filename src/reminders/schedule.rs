@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::run::Job;
+use super::run::{Job, ReminderError};
 use crate::serve::{App, ServeError, Shutdown};
 
 /// The next instant at or after `now` when the clock in `tz` shows `at`.
@@ -28,7 +28,7 @@ pub fn next_run(now: OffsetDateTime, at: jiff::civil::Time, tz: &jiff::tz::TimeZ
 /// Runs until shutdown; errors of one run are logged and the next day
 /// tried again.
 pub async fn run_daily(app: App, mut shutdown: Shutdown) -> Result<(), ServeError> {
-    let (Some(settings), Some(mailer)) = (app.config.reminders.clone(), app.mailer.clone()) else { return Ok(()) };
+    let (Some(settings), true) = (app.config.reminders.clone(), app.mailer.is_some()) else { return Ok(()) };
     loop {
         let now = OffsetDateTime::now_utc();
         let next = next_run(now, settings.daily_at, &settings.time_zone);
@@ -38,19 +38,27 @@ pub async fn run_daily(app: App, mut shutdown: Shutdown) -> Result<(), ServeErro
             _ = shutdown.wait() => return Ok(()),
             _ = tokio::time::sleep(wait) => {}
         }
-        let lock = format!("reminders:run:{}", next.date());
-        match app.store.set_if_absent(&lock, b"running", Some(Duration::from_secs(20 * 3600))).await {
-            Ok(true) => {
-                let job =
-                    Job { directory: &*app.directory, store: &*app.store, settings: &settings, mailer: Some(&mailer) };
-                if let Err(e) = job.run(OffsetDateTime::now_utc()).await {
-                    tracing::error!(error = %e, "reminder run failed; next try tomorrow");
-                }
-            }
+        match run_once_per_day(&app, next.date(), OffsetDateTime::now_utc()).await {
+            Ok(true) => {}
             Ok(false) => tracing::info!("another instance runs today's reminders"),
-            Err(e) => tracing::error!(error = %e, "cannot take the reminder lock; skipping today"),
+            Err(e) => tracing::error!(error = %e, "reminder run failed; next try tomorrow"),
         }
     }
+}
+
+/// Runs the job for `day` unless another instance (sharing the store)
+/// already took that day's lock. True when this call ran it.
+pub async fn run_once_per_day(app: &App, day: time::Date, now: OffsetDateTime) -> Result<bool, ReminderError> {
+    let (Some(settings), Some(mailer)) = (app.config.reminders.as_ref(), app.mailer.as_deref()) else {
+        return Ok(false);
+    };
+    let lock = format!("reminders:run:{day}");
+    if !app.store.set_if_absent(&lock, b"running", Some(Duration::from_secs(20 * 3600))).await? {
+        return Ok(false);
+    }
+    let job = Job { directory: &*app.directory, store: &*app.store, settings, mailer: Some(mailer) };
+    job.run(now).await?;
+    Ok(true)
 }
 
 #[cfg(test)]

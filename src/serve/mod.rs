@@ -76,9 +76,12 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     if let (Some(service), Some(settings)) = (&app.policy, &app.config.policy) {
         front_ends.spawn(PolicyListeners::bind(settings).await?.serve(service.clone(), shutdown.clone()));
     }
-    let _authenticator = auth::start(&app, &shutdown, &mut front_ends)?;
+    let authenticator = auth::start(&app, &shutdown, &mut front_ends)?;
     if app.config.reminders.is_some() {
         front_ends.spawn(reminders::schedule::run_daily(app.clone(), shutdown.clone()));
+    }
+    if let Some(http) = app.config.http.clone() {
+        front_ends.spawn(crate::http::start(app.clone(), http, Some(authenticator.clone()), shutdown.clone()));
     }
 
     tracing::info!(directory = app.directory.kind(), front_ends = front_ends.len(), "mailwarrant ready");

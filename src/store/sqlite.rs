@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ChargeOutcome, Increment, Result, Store, StoreError};
@@ -116,7 +116,12 @@ fn worker(mut conn: Connection, mut rx: mpsc::Receiver<(Op, Reply)>) {
                 Err(_) => break,
             }
         }
-        let answers: Vec<(Reply, Result<Answer>)> = match conn.transaction() {
+        // IMMEDIATE takes the write lock up front (waiting up to the busy
+        // timeout): a deferred transaction that reads first and then writes
+        // fails at once with SQLITE_BUSY when another process (a second
+        // instance, `remind` beside `serve`) committed in between.
+        let answers: Vec<(Reply, Result<Answer>)> = match conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        {
             Ok(tx) => {
                 let answers: Vec<_> = batch.drain(..).map(|(op, reply)| (reply, apply(&tx, op))).collect();
                 match tx.commit() {

@@ -79,7 +79,8 @@ pub struct SeedUser {
     pub state: SeedState,
 }
 
-/// The cast of DESIGN.md, plus users the password-change tests own.
+/// The cast of DESIGN.md (alice … heidi), plus users that tests which
+/// write own: ivan, judy, kim, mona (password changes), lars (failure counts).
 pub const USERS: &[SeedUser] = &[
     SeedUser {
         login: "alice",
@@ -105,6 +106,7 @@ pub const USERS: &[SeedUser] = &[
     SeedUser { login: "judy", cn: "Judy Moss", groups: &["staff"], aliases: &[], state: SeedState::Expired },
     SeedUser { login: "kim", cn: "Kim Lee", groups: &["staff"], aliases: &[], state: SeedState::MustChange },
     SeedUser { login: "lars", cn: "Lars Berg", groups: &["staff"], aliases: &[], state: SeedState::Active },
+    SeedUser { login: "mona", cn: "Mona Diaz", groups: &["staff"], aliases: &[], state: SeedState::MustChange },
 ];
 
 /// Groups: (name, mail, member groups), members before the groups that

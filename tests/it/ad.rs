@@ -233,3 +233,29 @@ async fn ad_searches_at_the_domain_root_skip_continuation_references() {
     assert!(users.iter().any(|u| u.login.as_str() == "bob"), "the paged scan works at the root");
     assert!(users.iter().any(|u| u.login.as_str() == "mailwarrant"), "the whole domain is searched");
 }
+
+/// The change flow's entry point (`Directory::change_password`, which the
+/// self-service page calls) reaches the AD change for the AD flavour.
+#[tokio::test]
+async fn ad_password_change_through_the_directory_trait() {
+    use mailwarrant::directory::{ChangeOptions, ChangeOutcome, ChangeRefusal};
+    let dc = dc();
+    let dir = directory(dc);
+    let mona = user(&dir, "mona").await;
+    let old = secret(&password_of("mona"));
+    let new = secret("Mona-Renewed-2026!");
+    let plain = ChangeOptions::default();
+    let service = ChangeOptions { expired_via_service_account: true, ..ChangeOptions::default() };
+    let change = |options: ChangeOptions, new: SecretString| {
+        let (dir, mona, old) = (&dir, mona.clone(), old.clone());
+        async move { dir.change_password(&mona, &old, &new, &options).await.expect("the DC answers") }
+    };
+    assert_eq!(change(plain, new.clone()).await, ChangeOutcome::Refused(ChangeRefusal::Expired));
+    assert_eq!(
+        change(service, secret("alllowercaseletters")).await,
+        ChangeOutcome::Refused(ChangeRefusal::InsufficientQuality)
+    );
+    assert_eq!(change(service, new.clone()).await, ChangeOutcome::Changed);
+    let mona = user(&dir, "mona").await;
+    assert_eq!(dir.authenticate(&mona, &new).await.unwrap(), BindOutcome::ACCEPTED);
+}

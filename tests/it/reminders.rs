@@ -303,3 +303,24 @@ fn the_admin_gets_a_summary_of_each_run() {
         assert!(text.contains(login), "{login} in {text}");
     }
 }
+
+#[test]
+fn two_serving_instances_send_the_days_reminders_once() {
+    use mailwarrant::config::Config;
+    use mailwarrant::reminders::schedule::run_once_per_day;
+    use mailwarrant::serve::App;
+
+    let site = Site::new();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let ran = rt.block_on(async {
+        // Two instances with their own store handles on one shared store.
+        let a = App::build(Config::load(&site.config()).unwrap()).await.unwrap();
+        let b = App::build(Config::load(&site.config()).unwrap()).await.unwrap();
+        let day = NOW.date();
+        let (x, y) = tokio::join!(run_once_per_day(&a, day, NOW), run_once_per_day(&b, day, NOW));
+        let again = run_once_per_day(&a, day, NOW).await.unwrap();
+        [x.unwrap(), y.unwrap(), again]
+    });
+    assert_eq!(ran.iter().filter(|r| **r).count(), 1, "exactly one instance ran the job: {ran:?}");
+    assert_eq!(site.smtp.messages().len(), 4, "each due mail once");
+}

@@ -48,7 +48,7 @@ use super::ad_account::{self, STRONGER_AUTH_REQUIRED};
 use super::pool::{operation_error, rc};
 use super::LdapDirectory;
 use crate::config::directory::TlsMode;
-use crate::directory::{BindOutcome, DirectoryError, RejectReason, Result};
+use crate::directory::{BindOutcome, ChangeOutcome, ChangeRefusal, DirectoryError, RejectReason, Result};
 use crate::identity::Identity;
 
 /// LDAP_SERVER_POLICY_HINTS_OID: apply password policy to a reset.
@@ -129,6 +129,35 @@ impl AdChangeRefusal {
 pub enum AdChangeOutcome {
     Changed,
     Refused(AdChangeRefusal),
+}
+
+impl From<AdChangeRefusal> for ChangeRefusal {
+    /// The directory-neutral refusal the change flow shows. AD's
+    /// complexity rule and its unspecified policy refusal both read as
+    /// "too weak"; `AdChangeRefusal::user_message` says more.
+    fn from(r: AdChangeRefusal) -> Self {
+        match r {
+            AdChangeRefusal::InvalidCredentials => ChangeRefusal::InvalidCredentials,
+            AdChangeRefusal::EmptyPassword => ChangeRefusal::EmptyPassword,
+            AdChangeRefusal::AccountLocked => ChangeRefusal::AccountLocked,
+            AdChangeRefusal::AccountDisabled => ChangeRefusal::AccountDisabled,
+            AdChangeRefusal::TooShort => ChangeRefusal::TooShort,
+            AdChangeRefusal::NotComplex | AdChangeRefusal::Policy => ChangeRefusal::InsufficientQuality,
+            AdChangeRefusal::InHistory => ChangeRefusal::InHistory,
+            AdChangeRefusal::TooYoung => ChangeRefusal::TooYoung,
+            AdChangeRefusal::NotAllowed => ChangeRefusal::NotAllowed,
+            AdChangeRefusal::Expired => ChangeRefusal::Expired,
+        }
+    }
+}
+
+impl From<AdChangeOutcome> for ChangeOutcome {
+    fn from(o: AdChangeOutcome) -> Self {
+        match o {
+            AdChangeOutcome::Changed => ChangeOutcome::Changed,
+            AdChangeOutcome::Refused(r) => ChangeOutcome::Refused(r.into()),
+        }
+    }
 }
 
 /// `"password"` (with the quotes) as UTF-16LE: the only form AD accepts.

@@ -21,6 +21,7 @@
 mod ad;
 pub mod ad_account;
 pub mod ad_password;
+mod change;
 pub mod filetime;
 mod lookup;
 mod pool;
@@ -39,7 +40,8 @@ use self::lookup::{Entry, Reader};
 use self::pool::{rc, BindPool, Connector, Search, SearchPool};
 use self::ppolicy::{PpolicyError, PpolicyResponse};
 use super::{
-    AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result, UserSummary,
+    AddressOwner, BindOutcome, ChangeOptions, ChangeOutcome, Directory, DirectoryError, DistributionList, RejectReason,
+    Result, UserSummary,
 };
 use crate::config::directory::Flavour;
 use crate::config::LdapSettings;
@@ -62,6 +64,9 @@ pub struct LdapDirectory {
     ad: Option<ad::AdReader>,
     /// For the AD password change (service account, transport).
     settings: Arc<LdapSettings>,
+    /// The service account, for `password.expired_change = "service_account"`.
+    service_dn: String,
+    service_password: SecretString,
 }
 
 impl LdapDirectory {
@@ -105,6 +110,8 @@ impl LdapDirectory {
             user_filter: settings.user_filter.clone(),
             ad,
             settings: Arc::new(settings.clone()),
+            service_dn: settings.bind_dn.clone(),
+            service_password: settings.bind_password.clone(),
         })
     }
 
@@ -290,6 +297,20 @@ impl Directory for LdapDirectory {
         let outcome = bind_outcome(result.rc, &result.text, control, identity.account.enabled);
         tracing::debug!(dn = %identity.dn, code = result.rc, ?outcome, "user bind");
         outcome
+    }
+
+    async fn change_password(
+        &self,
+        identity: &Identity,
+        current: &SecretString,
+        new: &SecretString,
+        options: &ChangeOptions,
+    ) -> Result<ChangeOutcome> {
+        if self.ad.is_some() {
+            let via_service = options.expired_via_service_account;
+            return Ok(ad_password::change_password(self, identity, current, new, via_service).await?.into());
+        }
+        change::change_password(self, identity, current, new, options).await
     }
 
     async fn list_users(&self) -> Result<Vec<UserSummary>> {

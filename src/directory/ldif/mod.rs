@@ -10,9 +10,11 @@
 
 pub mod parse;
 pub mod password;
+pub mod write;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,7 +22,8 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use super::{
-    AddressOwner, BindOutcome, Directory, DirectoryError, DistributionList, RejectReason, Result, UserSummary,
+    AddressOwner, BindOutcome, ChangeOptions, ChangeOutcome, ChangeRefusal, Directory, DirectoryError,
+    DistributionList, RejectReason, Result, UserSummary,
 };
 use crate::config::LdifSettings;
 use crate::directory::generalized_time;
@@ -30,8 +33,22 @@ use parse::Entry;
 /// Nesting deeper than this is treated as a loop in the data.
 const MAX_GROUP_DEPTH: usize = 16;
 
-/// An LDIF file loaded into memory, indexed for lookups.
+/// An LDIF file loaded into memory, indexed for lookups. A password
+/// change rewrites the file and swaps in a fresh index.
 pub struct LdifDirectory {
+    index: RwLock<Arc<Index>>,
+    /// The file, when loaded from one; `None`: read-only.
+    source: Option<Source>,
+    /// One change at a time, so two changes never lose each other's write.
+    writer: tokio::sync::Mutex<()>,
+}
+
+struct Source {
+    path: PathBuf,
+    max_age: Option<Duration>,
+}
+
+struct Index {
     users: Vec<Arc<User>>,
     by_login: HashMap<String, usize>,
     by_address: HashMap<String, usize>,
@@ -51,16 +68,33 @@ impl LdifDirectory {
             .map_err(|e| DirectoryError::Source(format!("{}: {e}", settings.path.display())))?;
         let entries =
             parse::parse(&text).map_err(|e| DirectoryError::Source(format!("{}: {e}", settings.path.display())))?;
-        Self::from_entries(&entries, settings.password_max_age)
+        let mut dir = Self::from_entries(&entries, settings.password_max_age)?;
+        dir.source = Some(Source { path: settings.path.clone(), max_age: settings.password_max_age });
+        Ok(dir)
     }
 
-    /// Builds the indexes; `max_age` gives password expiry.
+    /// Builds the indexes; `max_age` gives password expiry. Such a
+    /// directory has no file, so it refuses password changes.
     pub fn from_entries(entries: &[Entry], max_age: Option<Duration>) -> Result<Self> {
+        Ok(Self {
+            index: RwLock::new(Arc::new(Index::build(entries, max_age)?)),
+            source: None,
+            writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn index(&self) -> Arc<Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Index {
+    fn build(entries: &[Entry], max_age: Option<Duration>) -> Result<Self> {
         let groups: Vec<&Entry> = entries
             .iter()
             .filter(|e| e.has_object_class("groupOfNames") || e.has_object_class("groupOfUniqueNames"))
             .collect();
-        let mut dir = LdifDirectory {
+        let mut dir = Index {
             users: Vec::new(),
             by_login: HashMap::new(),
             by_address: HashMap::new(),
@@ -99,36 +133,26 @@ impl LdifDirectory {
 #[async_trait]
 impl Directory for LdifDirectory {
     async fn lookup(&self, login: &str) -> Result<Option<Identity>> {
-        Ok(self.find(login).map(|u| u.identity.clone()))
+        Ok(self.index().find(login).map(|u| u.identity.clone()))
     }
 
     async fn lookup_address(&self, address: &Address) -> Result<Option<AddressOwner>> {
         let key = address_key(address);
-        if let Some(i) = self.by_address.get(&key) {
-            return Ok(Some(AddressOwner::User { identity: Arc::new(self.users[*i].identity.clone()) }));
+        let index = self.index();
+        if let Some(i) = index.by_address.get(&key) {
+            return Ok(Some(AddressOwner::User { identity: Arc::new(index.users[*i].identity.clone()) }));
         }
-        Ok(self.lists_by_address.get(&key).map(|i| AddressOwner::List { list: self.lists[*i].clone() }))
+        Ok(index.lists_by_address.get(&key).map(|i| AddressOwner::List { list: index.lists[*i].clone() }))
     }
 
     async fn authenticate(&self, identity: &Identity, password: &SecretString) -> Result<BindOutcome> {
         if password.expose_secret().is_empty() {
             return Ok(BindOutcome::Rejected(RejectReason::EmptyPassword));
         }
-        let Some(user) =
-            self.by_login.get(&identity.login.as_str().to_ascii_lowercase()).map(|i| self.users[*i].clone())
-        else {
+        let Some(user) = self.index().user(identity) else {
             return Ok(BindOutcome::Rejected(RejectReason::InvalidCredentials));
         };
-        let Some(stored) = user.password_hash.clone() else {
-            return Ok(BindOutcome::Rejected(RejectReason::InvalidCredentials));
-        };
-        let password = password.clone();
-        // Argon2 costs tens of milliseconds: keep it off the async workers.
-        let verdict =
-            tokio::task::spawn_blocking(move || password::verify(&stored, password.expose_secret().as_bytes()))
-                .await
-                .map_err(|e| DirectoryError::Source(format!("password check aborted: {e}")))?;
-        if verdict != password::Verdict::Match {
+        if !verify_off_thread(&user, password).await? {
             return Ok(BindOutcome::Rejected(RejectReason::InvalidCredentials));
         }
         // Like a ppolicy bind: only a right password learns the account state.
@@ -140,8 +164,53 @@ impl Directory for LdifDirectory {
         })
     }
 
+    async fn change_password(
+        &self,
+        identity: &Identity,
+        current: &SecretString,
+        new: &SecretString,
+        _: &ChangeOptions,
+    ) -> Result<ChangeOutcome> {
+        if current.expose_secret().is_empty() || new.expose_secret().is_empty() {
+            return Ok(ChangeOutcome::Refused(ChangeRefusal::EmptyPassword));
+        }
+        let Some(source) = &self.source else { return Ok(ChangeOutcome::Refused(ChangeRefusal::Unsupported)) };
+        let _one_writer = self.writer.lock().await;
+        let Some(user) = self.index().user(identity) else {
+            return Ok(ChangeOutcome::Refused(ChangeRefusal::InvalidCredentials));
+        };
+        if !verify_off_thread(&user, current).await? {
+            return Ok(ChangeOutcome::Refused(ChangeRefusal::InvalidCredentials));
+        }
+        // Expired and must-change passwords may be changed: that is the point.
+        match user.identity.account.status(OffsetDateTime::now_utc()) {
+            AccountStatus::Disabled => return Ok(ChangeOutcome::Refused(ChangeRefusal::AccountDisabled)),
+            AccountStatus::Locked => return Ok(ChangeOutcome::Refused(ChangeRefusal::AccountLocked)),
+            AccountStatus::Active | AccountStatus::PasswordExpired | AccountStatus::MustChangePassword => {}
+        }
+        let (path, dn, new) = (source.path.clone(), user.identity.dn.clone(), new.clone());
+        let text = tokio::task::spawn_blocking(move || -> Result<String> {
+            let hash = password::hash(new.expose_secret().as_bytes())
+                .map_err(|e| DirectoryError::Source(format!("hashing the new password failed: {e}")))?;
+            let io = |e: write::WriteError| DirectoryError::Source(format!("{}: {e}", path.display()));
+            let old = std::fs::read_to_string(&path).map_err(|e| io(e.into()))?;
+            let stamp = generalized_time::format(OffsetDateTime::now_utc());
+            let text = write::with_new_password(&old, &dn, &hash, &stamp).map_err(io)?;
+            write::replace_file(&path, &text).map_err(io)?;
+            Ok(text)
+        })
+        .await
+        .map_err(|e| DirectoryError::Source(format!("password write aborted: {e}")))??;
+        let entries =
+            parse::parse(&text).map_err(|e| DirectoryError::Source(format!("{}: {e}", source.path.display())))?;
+        let fresh = Index::build(&entries, source.max_age)?;
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        Ok(ChangeOutcome::Changed)
+    }
+
     async fn list_users(&self) -> Result<Vec<UserSummary>> {
         Ok(self
+            .index()
             .users
             .iter()
             .map(|u| {
@@ -158,7 +227,7 @@ impl Directory for LdifDirectory {
     }
 
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>> {
-        Ok(self.lists.clone())
+        Ok(self.index().lists.clone())
     }
 
     async fn check_health(&self) -> Result<()> {
@@ -168,6 +237,22 @@ impl Directory for LdifDirectory {
     fn kind(&self) -> &'static str {
         "ldif"
     }
+}
+
+impl Index {
+    fn user(&self, identity: &Identity) -> Option<Arc<User>> {
+        self.by_login.get(&identity.login.as_str().to_ascii_lowercase()).map(|i| self.users[*i].clone())
+    }
+}
+
+/// Argon2 costs tens of milliseconds: keep it off the async workers.
+async fn verify_off_thread(user: &User, password: &SecretString) -> Result<bool> {
+    let Some(stored) = user.password_hash.clone() else { return Ok(false) };
+    let password = password.clone();
+    let verdict = tokio::task::spawn_blocking(move || password::verify(&stored, password.expose_secret().as_bytes()))
+        .await
+        .map_err(|e| DirectoryError::Source(format!("password check aborted: {e}")))?;
+    Ok(verdict == password::Verdict::Match)
 }
 
 fn user_from_entry(e: &Entry, groups: &[&Entry], max_age: Option<Duration>) -> Result<User> {
