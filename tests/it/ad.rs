@@ -245,7 +245,7 @@ async fn ad_password_change_through_the_directory_trait() {
     let old = secret(&password_of("mona"));
     let new = secret("Mona-Renewed-2026!");
     let plain = ChangeOptions::default();
-    let service = ChangeOptions { expired_via_service_account: true, ..ChangeOptions::default() };
+    let service = ChangeOptions { expired_via_service_account: true };
     let change = |options: ChangeOptions, new: SecretString| {
         let (dir, mona, old) = (&dir, mona.clone(), old.clone());
         async move { dir.change_password(&mona, &old, &new, &options).await.expect("the DC answers") }
