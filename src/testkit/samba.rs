@@ -80,7 +80,8 @@ pub struct SeedUser {
 }
 
 /// The cast of DESIGN.md (alice … heidi), plus users that tests which
-/// write own: ivan, judy, kim, mona (password changes), lars (failure counts).
+/// write own: ivan, judy, kim, mona, olga, pete (password changes), lars
+/// (failure counts).
 pub const USERS: &[SeedUser] = &[
     SeedUser {
         login: "alice",
@@ -107,6 +108,8 @@ pub const USERS: &[SeedUser] = &[
     SeedUser { login: "kim", cn: "Kim Lee", groups: &["staff"], aliases: &[], state: SeedState::MustChange },
     SeedUser { login: "lars", cn: "Lars Berg", groups: &["staff"], aliases: &[], state: SeedState::Active },
     SeedUser { login: "mona", cn: "Mona Diaz", groups: &["staff"], aliases: &[], state: SeedState::MustChange },
+    SeedUser { login: "olga", cn: "Olga Novak", groups: &["staff"], aliases: &[], state: SeedState::Active },
+    SeedUser { login: "pete", cn: "Pete Quinn", groups: &["staff"], aliases: &[], state: SeedState::Expired },
 ];
 
 /// Groups: (name, mail, member groups), members before the groups that

@@ -3,6 +3,7 @@
 
 mod ad;
 mod ad_auth;
+mod ad_password;
 mod ad_policy;
 mod auth_directory;
 mod auth_exim;
