@@ -237,8 +237,7 @@ impl AdReader {
 
     /// A distribution list from a group entry that has an address.
     pub fn list(&self, entry: &Entry) -> Option<DistributionList> {
-        let address = Address::parse(entry.first(&self.settings.mail_attribute)?).ok()?;
-        Some(DistributionList { dn: entry.dn().to_owned(), name: entry.name(), address })
+        super::lookup::list_from(entry, &self.settings.mail_attribute)
     }
 
     /// Every group with an address.

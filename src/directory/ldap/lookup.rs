@@ -124,6 +124,13 @@ impl<T> DnCache<T> {
     }
 }
 
+/// A distribution list from a group entry whose `mail_attribute` holds an
+/// address; both flavours read lists this way.
+pub(super) fn list_from(entry: &Entry, mail_attribute: &str) -> Option<DistributionList> {
+    let address = Address::parse(entry.first(mail_attribute)?).ok()?;
+    Some(DistributionList { dn: entry.dn().to_owned(), name: entry.name(), address })
+}
+
 /// DNs compare case-insensitively for the attribute types and values
 /// used here (cn, uid, ou, dc).
 fn dn_key(dn: &str) -> String {
@@ -263,8 +270,7 @@ impl Reader {
 
     /// A distribution list from a group entry that has an address.
     pub fn list(&self, entry: &Entry) -> Option<DistributionList> {
-        let address = Address::parse(entry.first(&self.settings.mail_attribute)?).ok()?;
-        Some(DistributionList { dn: entry.dn().to_owned(), name: entry.name(), address })
+        list_from(entry, &self.settings.mail_attribute)
     }
 
     /// Every group with an address.
