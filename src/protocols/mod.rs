@@ -1,6 +1,7 @@
 //! Wire protocols of the front ends. Each parses, calls the core, and
 //! formats; none decides anything itself.
 
+pub mod accept;
 pub mod dovecot_auth;
 pub mod policy_delegation;
 pub mod saslauthd;

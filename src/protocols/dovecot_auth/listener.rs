@@ -17,13 +17,13 @@ use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use super::codec::{decode, encode, DecodeError, MAX_LINE};
 use super::session::{Session, Step};
 use crate::auth::Authenticator;
 use crate::config::auth::{DovecotListenerSettings, TempFailStyle};
 
+use crate::protocols::accept;
 use crate::serve::Shutdown;
 
 /// Shared by every connection of the Dovecot auth front end.
@@ -46,65 +46,21 @@ impl DovecotAuthServer {
         })
     }
 
-    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, mut shutdown: Shutdown) {
-        loop {
-            let Some(permit) = self.permit(&mut shutdown).await else { return };
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.wait() => return,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let this = self.clone();
-                    let shutdown = shutdown.clone();
-                    let span = tracing::info_span!("dovecot_auth", peer = %peer);
-                    tokio::spawn(
-                        async move {
-                            this.serve_connection(stream, shutdown).await;
-                            drop(permit);
-                        }
-                        .instrument(span),
-                    );
-                }
-                Err(e) => accept_error(e).await,
-            }
-        }
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
+        self.serve_on(listener, shutdown).await
     }
 
-    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, mut shutdown: Shutdown) {
-        loop {
-            let Some(permit) = self.permit(&mut shutdown).await else { return };
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.wait() => return,
-            };
-            match accepted {
-                Ok((stream, _)) => {
-                    let this = self.clone();
-                    let shutdown = shutdown.clone();
-                    let span = tracing::info_span!("dovecot_auth", peer = "unix");
-                    tokio::spawn(
-                        async move {
-                            this.serve_connection(stream, shutdown).await;
-                            drop(permit);
-                        }
-                        .instrument(span),
-                    );
-                }
-                Err(e) => accept_error(e).await,
-            }
-        }
+    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, shutdown: Shutdown) {
+        self.serve_on(listener, shutdown).await
     }
 
-    async fn permit(&self, shutdown: &mut Shutdown) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        if shutdown.is_triggered() {
-            return None;
-        }
-        tokio::select! {
-            p = self.permits.clone().acquire_owned() => p.ok(),
-            _ = shutdown.wait() => None,
-        }
+    async fn serve_on<L: accept::Listener>(self: Arc<Self>, listener: L, shutdown: Shutdown) {
+        let permits = self.permits.clone();
+        accept::serve(listener, permits, shutdown, "dovecot_auth", |stream, shutdown| {
+            let this = self.clone();
+            async move { this.serve_connection(stream, shutdown).await }
+        })
+        .await
     }
 
     /// Speaks the protocol on one stream until the client leaves, a
@@ -195,11 +151,6 @@ impl DovecotAuthServer {
 }
 
 /// Accept errors (EMFILE, ECONNABORTED) must not stop the listener.
-async fn accept_error(e: io::Error) {
-    tracing::warn!(error = %e, "accept failed");
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-}
-
 /// Binds a UNIX socket, replacing a stale file, with the given mode.
 pub fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;

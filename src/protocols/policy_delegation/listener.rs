@@ -15,12 +15,12 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use super::codec::{decode, encode_reply};
 use super::session::Session;
 use crate::config::PolicySettings;
 use crate::policy_service::PolicyService;
+use crate::protocols::accept;
 use crate::serve::{ServeError, Shutdown};
 
 /// Most connections served at once (Postfix opens one per smtpd process).
@@ -88,35 +88,14 @@ impl PolicyListeners {
     }
 }
 
-async fn accept_tcp(listener: TcpListener, service: PolicyService, slots: Arc<Semaphore>, mut shutdown: Shutdown) {
+async fn accept_tcp(listener: TcpListener, service: PolicyService, slots: Arc<Semaphore>, shutdown: Shutdown) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "policy delegation listening (TCP)");
     }
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let span = tracing::info_span!("policy_connection", peer = %peer);
-                let (service, shutdown) = (service.clone(), shutdown.clone());
-                tokio::spawn(
-                    async move {
-                        connection(stream, Session::new(service), shutdown).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "policy accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    accept::serve(listener, slots, shutdown, "policy_delegation", |stream, shutdown| {
+        connection(stream, Session::new(service.clone()), shutdown)
+    })
+    .await
 }
 
 async fn accept_unix(
@@ -124,33 +103,13 @@ async fn accept_unix(
     path: PathBuf,
     service: PolicyService,
     slots: Arc<Semaphore>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
     tracing::info!(path = %path.display(), "policy delegation listening (UNIX)");
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.wait() => break,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let span = tracing::info_span!("policy_connection", peer = "unix");
-                let (service, shutdown) = (service.clone(), shutdown.clone());
-                tokio::spawn(
-                    async move {
-                        connection(stream, Session::new(service), shutdown).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "policy accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    accept::serve(listener, slots, shutdown, "policy_delegation", |stream, shutdown| {
+        connection(stream, Session::new(service.clone()), shutdown)
+    })
+    .await;
     let _ = std::fs::remove_file(&path);
 }
 

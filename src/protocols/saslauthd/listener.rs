@@ -7,7 +7,6 @@ use secrecy::SecretString;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use super::codec::{decode, encode_reply, DecodeError, MAX_REQUEST};
 use crate::auth::{AuthRequest, Authenticator, Protocol};
@@ -28,33 +27,13 @@ impl SaslauthdServer {
         Arc::new(Self { auth, permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)) })
     }
 
-    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, mut shutdown: Shutdown) {
-        loop {
-            let permit = tokio::select! {
-                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                _ = shutdown.wait() => return,
-            };
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.wait() => return,
-            };
-            match accepted {
-                Ok((stream, _)) => {
-                    let this = self.clone();
-                    tokio::spawn(
-                        async move {
-                            this.serve_connection(stream).await;
-                            drop(permit);
-                        }
-                        .instrument(tracing::info_span!("saslauthd")),
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, shutdown: Shutdown) {
+        let permits = self.permits.clone();
+        crate::protocols::accept::serve(listener, permits, shutdown, "saslauthd", |stream, _| {
+            let this = self.clone();
+            async move { this.serve_connection(stream).await }
+        })
+        .await
     }
 
     /// Reads one request, answers, closes.
