@@ -89,6 +89,8 @@ pub struct MessageFacts<'a> {
     pub recipient_count: u32,
     /// Declared size until END-OF-MESSAGE, then the real size; 0 unknown.
     pub size: u64,
+    /// Headers and attachments, when the front end saw the message.
+    pub content: Option<&'a super::content::ContentFacts>,
 }
 
 /// A counter's value for one of the resolved rate limits.

@@ -30,6 +30,7 @@ fn run(set: &PolicySet, who: &Identity, req: &Req<'_>, counters: &[CounterReadin
         recipient: facts_rcpt.as_ref(),
         recipient_count: req.count,
         size: req.size,
+        content: None,
     };
     evaluate(set, &policy, &facts, counters, NOW)
 }

@@ -11,11 +11,13 @@
 //! [`evaluate::evaluate`] turns a request into a [`Decision`] naming the
 //! rule that decided.
 
+pub mod content;
 pub mod decision;
 pub mod evaluate;
 pub mod profile;
 pub mod resolve;
 
+pub use content::{AttachmentSummary, ContentFacts, HeaderSenders};
 pub use decision::{Decision, Finding, ReplyCode, RuleKind, Verdict};
 pub use evaluate::{evaluate, CounterReading, MessageFacts, RecipientFacts, Sender, Stage};
 pub use profile::{

@@ -49,6 +49,9 @@ pub struct SendRequest {
     pub instance: Option<String>,
     pub queue_id: Option<String>,
     pub policy_context: Option<String>,
+    /// Headers and attachments (milter, HTTP); `None` from the policy
+    /// delegation protocol, which never sees them.
+    pub content: Option<crate::policy::ContentFacts>,
 }
 
 /// The answer, with what front ends need to format it.
@@ -179,6 +182,7 @@ impl PolicyService {
             recipient: recipient.as_ref(),
             recipient_count: req.recipient_count,
             size: req.size,
+            content: req.content.as_ref(),
         };
         let subjects = Subjects {
             login: identity.login.as_str(),

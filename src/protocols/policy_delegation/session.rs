@@ -60,6 +60,7 @@ pub fn to_send_request(req: &Request) -> Result<SendRequest, SessionError> {
         instance: text("instance"),
         queue_id: text("queue_id"),
         policy_context: text("policy_context"),
+        content: None,
     })
 }
 
