@@ -18,6 +18,7 @@ pub mod problems;
 pub mod reminders;
 pub mod secret;
 pub mod store;
+pub mod zone;
 
 use std::path::{Path, PathBuf};
 

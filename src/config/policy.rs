@@ -64,6 +64,10 @@ pub struct RawPolicy {
     /// How long the directory's list of distribution lists is reused.
     #[serde(default = "default_lists_ttl")]
     pub lists_ttl: String,
+    /// Whose calendar a daily rate limit follows (IANA name): `500/1d`
+    /// resets at local midnight, and refusals say when in local time.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
     /// Refusals kept in the audit log for `explain --ref`.
     #[serde(default = "default_audit_keep")]
     pub audit_keep: usize,
@@ -143,6 +147,10 @@ fn default_listen() -> String {
 fn default_mode() -> Mode {
     Mode::Enforce
 }
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
 fn default_lists_ttl() -> String {
     "5m".into()
 }
@@ -263,7 +271,9 @@ impl Validate for RawPolicy {
                 p.error("policy.unix_socket", format!("folder of {} does not exist", full.display()));
             }
         }
+        let time_zone = p.check("policy.time_zone", super::zone::parse_time_zone(&self.time_zone));
         let mut set = PolicySet::with_default(default?.fields, &[]);
+        set.time_zone = time_zone?;
         set.default.mode = self.profiles.get(DEFAULT_PROFILE).and_then(|r| r.mode);
         set.organisation_domains = organisation_domains;
         for profile in profiles {

@@ -78,11 +78,7 @@ impl Validate for RawReminders {
             p.error("reminders.warning_days", "list at least one day, e.g. [14, 7, 3, 1]");
         }
         let max_age = self.max_age.as_deref().and_then(|s| duration::parse(p, "reminders.max_age", s));
-        let time_zone = p.check(
-            "reminders.time_zone",
-            jiff::tz::TimeZone::get(&self.time_zone)
-                .map_err(|e| format!("{e}; write an IANA name such as \"Europe/Berlin\"")),
-        );
+        let time_zone = p.check("reminders.time_zone", super::zone::parse_time_zone(&self.time_zone));
         let daily_at = p.check(
             "reminders.daily_at",
             self.daily_at.parse::<jiff::civil::Time>().map_err(|e| format!("{:?}: {e}; write HH:MM", self.daily_at)),

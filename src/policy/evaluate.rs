@@ -128,7 +128,7 @@ pub fn evaluate(
         &|| check_lists(policy, facts),
         &|| check_max_recipients(policy, facts),
         &|| check_size(policy, facts),
-        &|| check_rates(policy, facts, counters, now),
+        &|| check_rates(set, policy, facts, counters, now),
     ];
     for check in checks {
         if let Some(finding) = check() {
@@ -268,6 +268,7 @@ fn check_size(policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Findi
 }
 
 fn check_rates(
+    set: &PolicySet,
     policy: &ResolvedPolicy,
     facts: &MessageFacts<'_>,
     counters: &[CounterReading],
@@ -282,11 +283,12 @@ fn check_rates(
         let limit = limits.value.get(reading.limit)?;
         let cost = cost(limit, facts.recipient_count);
         (reading.used.saturating_add(cost) > limit.limit)
-            .then(|| rate_finding(limit, reading, action, now, &limits.source))
+            .then(|| rate_finding(set, limit, reading, action, now, &limits.source))
     })
 }
 
 fn rate_finding(
+    set: &PolicySet,
     limit: &RateLimit,
     reading: &CounterReading,
     action: LimitAction,
@@ -304,7 +306,7 @@ fn rate_finding(
         limit.limit,
         limit.count,
         period(limit.window),
-        reset_text(reading.resets_at, now, limit.window),
+        super::window::reset_text(reading.resets_at, now, limit.window, &set.time_zone),
     );
     let mut f = Finding::new(RuleKind::RateLimit, verdict, code, text).from_source(source);
     f.detail = limit.name.clone();
@@ -312,7 +314,6 @@ fn rate_finding(
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
-const HOUR: Duration = Duration::from_secs(3_600);
 
 /// "today" for daily windows, "per 1h" otherwise.
 fn period(window: Duration) -> String {
@@ -320,19 +321,6 @@ fn period(window: Duration) -> String {
         "today".into()
     } else {
         format!("per {}", humantime::format_duration(window))
-    }
-}
-
-/// When the window resets, as precise as the window needs, always UTC.
-pub fn reset_text(at: OffsetDateTime, now: OffsetDateTime, window: Duration) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    let (h, m, s) = (at.hour(), at.minute(), at.second());
-    if window < HOUR {
-        format!("{h:02}:{m:02}:{s:02} UTC")
-    } else if at - now <= time::Duration::DAY {
-        format!("{h:02}:{m:02} UTC")
-    } else {
-        format!("{} {h:02}:{m:02} UTC", at.date())
     }
 }
 

@@ -206,15 +206,6 @@ fn observe_mode_logs_and_lets_through() {
 }
 
 #[test]
-fn reset_text_precision_follows_the_window() {
-    use std::time::Duration;
-    let check = |at, window, want: &str| assert_eq!(reset_text(at, NOW, Duration::from_secs(window)), want);
-    check(datetime!(2026-11-28 00:00:00 UTC), 86_400, "00:00 UTC");
-    check(datetime!(2026-11-27 15:31:00 UTC), 60, "15:31:00 UTC");
-    check(datetime!(2026-12-01 00:00:00 UTC), 7 * 86_400, "2026-12-01 00:00 UTC");
-}
-
-#[test]
 fn client_text_carries_the_reference() {
     let mut d = run(&demo_set(), &bob(), &rcpt("alice@example.com", "carol@example.com"), &[]);
     d.reference = Some("3f9c2a7b41d0".into());

@@ -16,6 +16,7 @@ pub mod decision;
 pub mod evaluate;
 pub mod profile;
 pub mod resolve;
+pub mod window;
 
 pub use content::{AttachmentSummary, ContentFacts, HeaderSenders};
 pub use decision::{Decision, Finding, ReplyCode, RuleKind, Verdict};

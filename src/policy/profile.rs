@@ -148,6 +148,13 @@ pub struct PolicySet {
     pub recipient_delimiter: String,
     /// Addresses treated as distribution lists besides the directory's.
     pub listed_addresses: Vec<Address>,
+    /// Whose calendar day a `1d` rate limit counts (`[policy] time_zone`).
+    #[serde(serialize_with = "zone_name")]
+    pub time_zone: jiff::tz::TimeZone,
+}
+
+fn zone_name<S: serde::Serializer>(zone: &jiff::tz::TimeZone, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(zone.iana_name().unwrap_or("UTC"))
 }
 
 impl PolicySet {
@@ -163,6 +170,7 @@ impl PolicySet {
             local_part_match: LocalPartMatch::Exact,
             recipient_delimiter: String::new(),
             listed_addresses: Vec::new(),
+            time_zone: jiff::tz::TimeZone::UTC,
         }
     }
 

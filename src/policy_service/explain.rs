@@ -13,7 +13,7 @@ use super::audit::{self, AuditRecord};
 use super::{PolicyService, SendRequest};
 use crate::directory::DirectoryError;
 use crate::policy::{resolve, Decision, Sourced, Stage};
-use crate::ratelimit::Subjects;
+use crate::ratelimit::{Subjects, When};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +102,7 @@ pub async fn policy_report(
         });
     }
     let subjects = Subjects { login: identity.login.as_str(), client_address };
-    let readings = service.limiter().read(p.limits(), subjects, now).await?;
+    let readings = service.limiter().read(p.limits(), subjects, When { now, zone: &settings.set.time_zone }).await?;
     let counters = readings
         .iter()
         .filter_map(|r| {

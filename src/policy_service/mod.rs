@@ -28,7 +28,7 @@ use crate::policy::evaluate::{conclude, mode_for};
 use crate::policy::{
     evaluate, resolve, CounterReading, Decision, MessageFacts, Mode, RecipientFacts, ResolvedPolicy, Sender, Stage,
 };
-use crate::ratelimit::{Charge, RateLimiter, Subjects};
+use crate::ratelimit::{Charge, RateLimiter, Subjects, When};
 use crate::store::{Store, StoreError};
 use audit::AuditRecord;
 use lists::ListCache;
@@ -191,7 +191,7 @@ impl PolicyService {
         let limits = policy.limits();
         let mut readings = Vec::new();
         if (stage == Stage::Data || (dry_run && stage == Stage::EndOfMessage)) && !limits.is_empty() {
-            match self.limiter.read(limits, subjects, now).await {
+            match self.limiter.read(limits, subjects, When { now, zone: &set.time_zone }).await {
                 Ok(r) => readings = r,
                 Err(e) => return store_outage(settings, &e),
             }
@@ -200,7 +200,11 @@ impl PolicyService {
         if stage == Stage::EndOfMessage && !dry_run && decision.is_accept() && !limits.is_empty() {
             let capped = vec![rate_mode(set, &policy) == Mode::Enforce; limits.len()];
             let once = req.instance.as_deref().filter(|i| !i.is_empty());
-            match self.limiter.charge(limits, &capped, subjects, once, req.recipient_count, now).await {
+            match self
+                .limiter
+                .charge(limits, &capped, subjects, once, req.recipient_count, When { now, zone: &set.time_zone })
+                .await
+            {
                 Ok(Charge::Charged(after)) => {
                     for r in &after {
                         if let Some(l) = limits.get(r.limit).filter(|l| r.used > l.limit) {

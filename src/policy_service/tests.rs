@@ -99,7 +99,7 @@ async fn daily_limit_defers_with_reset_and_reask_is_free() {
     assert_eq!(answer(&s, &eom("bob", "bob@example.com", 1, "m0")).await, "DUNNO");
     let out = s.check(&eom("bob", "bob@example.com", 1, "m3"), NOW).await;
     let text = out.decision.client_text().unwrap();
-    assert!(text.starts_with("rate limit user_messages_1d: 3/3 messages today, resets 00:00 UTC"), "{text}");
+    assert!(text.starts_with("rate limit user_messages_1d: 3/3 messages today, resets 00:00 CET"), "{text}");
     // A message refused for another rule is not counted: alice still has 3.
     assert_eq!(answer(&s, &eom("alice", "bob@example.com", 1, "x1")).await, "553 5.7.1 sender_match");
     let report = explain::policy_report(&s, "alice", None, NOW).await.unwrap();

@@ -2,12 +2,13 @@
 //!
 //! One algorithm, two store primitives (`counter_with_ttl` to read,
 //! `incr_within` to check and charge atomically), so SQLite and Redis
-//! supply only those. Windows are fixed and aligned on the Unix epoch in
-//! UTC: a `1d` window runs from 00:00 to 24:00 UTC, which is what a
-//! refusal can promise ("resets 00:00 UTC"); a `1m` burst window resets at
-//! the next minute. Each window is its own key (`…:<window start>`), with
-//! a TTL of the time left plus a minute, so no key outlives its window by
-//! more than that and a rollover can never reset a counter twice.
+//! supply only those. Windows are fixed (`policy::window`): a `1d` window
+//! is a calendar day of `[policy] time_zone` (23 or 25 hours on DST
+//! days), which is what a refusal can promise ("resets 00:00 CET"); a
+//! `1m` burst window resets at the next minute. Each window is its own key
+//! (`…:<window start in UTC seconds>`), with a TTL of the time left plus a
+//! minute, so no key outlives its window by more than that and a rollover
+//! can never reset a counter twice.
 //!
 //! A message is charged once, when it is accepted: the charge carries a
 //! `once` key built from Postfix's `instance`, so a re-asked request is
@@ -16,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use jiff::tz::TimeZone;
 use time::OffsetDateTime;
 
 use crate::policy::evaluate::cost;
@@ -37,13 +39,19 @@ pub struct Subjects<'a> {
     pub client_address: Option<&'a str>,
 }
 
-/// The current window of `limit` at `now`: its start (Unix seconds) and
-/// when it resets.
-pub fn window(limit: &RateLimit, now: OffsetDateTime) -> (i64, OffsetDateTime) {
-    let len = limit.window.as_secs().max(1) as i64;
-    let start = now.unix_timestamp().div_euclid(len) * len;
-    let reset = OffsetDateTime::from_unix_timestamp(start.saturating_add(len)).unwrap_or(now);
-    (start, reset)
+/// The moment of a request and the calendar its windows follow.
+#[derive(Clone, Copy, Debug)]
+pub struct When<'a> {
+    pub now: OffsetDateTime,
+    /// `[policy] time_zone`.
+    pub zone: &'a TimeZone,
+}
+
+/// The current window of `limit`: its start (Unix seconds) and when it
+/// resets.
+pub fn window(limit: &RateLimit, when: When<'_>) -> (i64, OffsetDateTime) {
+    let w = crate::policy::window::current(limit.window, when.now, when.zone);
+    (w.start.unix_timestamp(), w.resets_at)
 }
 
 /// The store key of one limit's counter for one subject and window.
@@ -82,11 +90,11 @@ impl RateLimiter {
         &self,
         limits: &[RateLimit],
         subjects: Subjects<'_>,
-        now: OffsetDateTime,
+        when: When<'_>,
     ) -> Result<Vec<CounterReading>, StoreError> {
         let mut readings = Vec::with_capacity(limits.len());
         for (i, limit) in limits.iter().enumerate() {
-            let (start, resets_at) = window(limit, now);
+            let (start, resets_at) = window(limit, when);
             let Some(key) = counter_key(limit, subjects, start) else { continue };
             let used = self.store.counter_with_ttl(&key).await?.map_or(0, |(v, _)| v.max(0) as u64);
             readings.push(CounterReading { limit: i, used, resets_at });
@@ -105,14 +113,14 @@ impl RateLimiter {
         subjects: Subjects<'_>,
         once: Option<&str>,
         recipient_count: u32,
-        now: OffsetDateTime,
+        when: When<'_>,
     ) -> Result<Charge, StoreError> {
         let mut increments = Vec::with_capacity(limits.len());
         let mut meta = Vec::with_capacity(limits.len());
         for (i, limit) in limits.iter().enumerate() {
-            let (start, resets_at) = window(limit, now);
+            let (start, resets_at) = window(limit, when);
             let Some(key) = counter_key(limit, subjects, start) else { continue };
-            let left = (resets_at - now).try_into().unwrap_or(Duration::ZERO);
+            let left = (resets_at - when.now).try_into().unwrap_or(Duration::ZERO);
             let cap = if capped.get(i).copied().unwrap_or(true) { clamp(limit.limit) } else { i64::MAX };
             increments.push(Increment {
                 key,

@@ -14,21 +14,8 @@ fn limiter() -> (tempfile::TempDir, RateLimiter) {
     (dir, RateLimiter::new(Arc::new(store)))
 }
 
+const UTC: TimeZone = TimeZone::UTC;
 const WHO: Subjects<'static> = Subjects { login: "alice", client_address: Some("192.0.2.7") };
-
-#[test]
-fn windows_align_on_utc_boundaries() {
-    let day = limit("d", LimitSubject::User, Counted::Messages, 1, 86_400);
-    let (start, reset) = window(&day, datetime!(2026-11-27 23:59:59 UTC));
-    assert_eq!(start, datetime!(2026-11-27 00:00 UTC).unix_timestamp());
-    assert_eq!(reset, datetime!(2026-11-28 00:00 UTC));
-    let (_, reset) = window(&day, datetime!(2026-11-28 00:00:00 UTC));
-    assert_eq!(reset, datetime!(2026-11-29 00:00 UTC));
-    let minute = limit("m", LimitSubject::User, Counted::Messages, 1, 60);
-    assert_eq!(window(&minute, datetime!(2026-11-27 10:15:42 UTC)).1, datetime!(2026-11-27 10:16 UTC));
-    // Before 1970 still floors downwards.
-    assert_eq!(window(&minute, datetime!(1969-12-31 23:59:30 UTC)).1, datetime!(1970-01-01 00:00 UTC));
-}
 
 #[test]
 fn keys_name_limit_subject_and_window() {
@@ -43,9 +30,12 @@ async fn charges_until_the_limit_then_refuses_without_counting() {
     let limits = [limit("day", LimitSubject::User, Counted::Messages, 2, 86_400)];
     let now = datetime!(2026-11-27 12:00 UTC);
     for id in ["i1", "i2"] {
-        assert!(matches!(rl.charge(&limits, &[true], WHO, Some(id), 1, now).await.unwrap(), Charge::Charged(_)));
+        assert!(matches!(
+            rl.charge(&limits, &[true], WHO, Some(id), 1, When { now, zone: &UTC }).await.unwrap(),
+            Charge::Charged(_)
+        ));
     }
-    match rl.charge(&limits, &[true], WHO, Some("i3"), 1, now).await.unwrap() {
+    match rl.charge(&limits, &[true], WHO, Some("i3"), 1, When { now, zone: &UTC }).await.unwrap() {
         Charge::Refused(r) => {
             assert_eq!(r.used, 2);
             assert_eq!(r.resets_at, datetime!(2026-11-28 00:00 UTC));
@@ -53,8 +43,11 @@ async fn charges_until_the_limit_then_refuses_without_counting() {
         other => panic!("{other:?}"),
     }
     // Re-asking an accepted message does not count it again.
-    assert_eq!(rl.charge(&limits, &[true], WHO, Some("i1"), 1, now).await.unwrap(), Charge::AlreadyCharged);
-    assert_eq!(rl.read(&limits, WHO, now).await.unwrap()[0].used, 2);
+    assert_eq!(
+        rl.charge(&limits, &[true], WHO, Some("i1"), 1, When { now, zone: &UTC }).await.unwrap(),
+        Charge::AlreadyCharged
+    );
+    assert_eq!(rl.read(&limits, WHO, When { now, zone: &UTC }).await.unwrap()[0].used, 2);
 }
 
 #[tokio::test]
@@ -63,10 +56,19 @@ async fn window_rollover_starts_from_zero() {
     let limits = [limit("day", LimitSubject::User, Counted::Messages, 1, 86_400)];
     let before = datetime!(2026-11-27 23:59:59 UTC);
     let after = datetime!(2026-11-28 00:00:00 UTC);
-    assert!(matches!(rl.charge(&limits, &[true], WHO, None, 1, before).await.unwrap(), Charge::Charged(_)));
-    assert!(matches!(rl.charge(&limits, &[true], WHO, None, 1, before).await.unwrap(), Charge::Refused(_)));
-    assert!(matches!(rl.charge(&limits, &[true], WHO, None, 1, after).await.unwrap(), Charge::Charged(_)));
-    assert_eq!(rl.read(&limits, WHO, before).await.unwrap()[0].used, 1);
+    assert!(matches!(
+        rl.charge(&limits, &[true], WHO, None, 1, When { now: before, zone: &UTC }).await.unwrap(),
+        Charge::Charged(_)
+    ));
+    assert!(matches!(
+        rl.charge(&limits, &[true], WHO, None, 1, When { now: before, zone: &UTC }).await.unwrap(),
+        Charge::Refused(_)
+    ));
+    assert!(matches!(
+        rl.charge(&limits, &[true], WHO, None, 1, When { now: after, zone: &UTC }).await.unwrap(),
+        Charge::Charged(_)
+    ));
+    assert_eq!(rl.read(&limits, WHO, When { now: before, zone: &UTC }).await.unwrap()[0].used, 1);
 }
 
 #[tokio::test]
@@ -81,25 +83,32 @@ async fn burst_daily_recipients_and_client_windows_are_charged_together() {
     let capped = [true; 4];
     let now = datetime!(2026-11-27 12:00:00 UTC);
     for id in ["a", "b", "c"] {
-        assert!(matches!(rl.charge(&limits, &capped, WHO, Some(id), 2, now).await.unwrap(), Charge::Charged(_)));
+        assert!(matches!(
+            rl.charge(&limits, &capped, WHO, Some(id), 2, When { now, zone: &UTC }).await.unwrap(),
+            Charge::Charged(_)
+        ));
     }
     // The burst window refuses; nothing else moves.
-    match rl.charge(&limits, &capped, WHO, Some("d"), 2, now).await.unwrap() {
+    match rl.charge(&limits, &capped, WHO, Some("d"), 2, When { now, zone: &UTC }).await.unwrap() {
         Charge::Refused(r) => assert_eq!(r.limit, 2),
         other => panic!("{other:?}"),
     }
-    let used: Vec<u64> = rl.read(&limits, WHO, now).await.unwrap().iter().map(|r| r.used).collect();
+    let used: Vec<u64> =
+        rl.read(&limits, WHO, When { now, zone: &UTC }).await.unwrap().iter().map(|r| r.used).collect();
     assert_eq!(used, [3, 6, 3, 3]);
     // A minute later the burst has room; 5 recipients pass the daily 10.
     let later = datetime!(2026-11-27 12:01:00 UTC);
-    match rl.charge(&limits, &capped, WHO, Some("e"), 5, later).await.unwrap() {
+    match rl.charge(&limits, &capped, WHO, Some("e"), 5, When { now: later, zone: &UTC }).await.unwrap() {
         Charge::Refused(r) => assert_eq!((r.limit, r.used), (1, 6)),
         other => panic!("{other:?}"),
     }
     // An observed (uncapped) limit counts past its limit.
     let observed = [true, false, true, true];
-    assert!(matches!(rl.charge(&limits, &observed, WHO, Some("e"), 5, later).await.unwrap(), Charge::Charged(_)));
-    assert_eq!(rl.read(&limits, WHO, later).await.unwrap()[1].used, 11);
+    assert!(matches!(
+        rl.charge(&limits, &observed, WHO, Some("e"), 5, When { now: later, zone: &UTC }).await.unwrap(),
+        Charge::Charged(_)
+    ));
+    assert_eq!(rl.read(&limits, WHO, When { now: later, zone: &UTC }).await.unwrap()[1].used, 11);
 }
 
 /// C1: 64 parallel clients, limit L → exactly L accepted.
@@ -116,7 +125,9 @@ async fn sixty_four_clients_get_exactly_the_limit() {
                 let mut accepted = 0u64;
                 for m in 0..40 {
                     let id = format!("{c}.{m}");
-                    if let Charge::Charged(_) = rl.charge(&*limits, &[true], WHO, Some(&id), 1, now).await.unwrap() {
+                    if let Charge::Charged(_) =
+                        rl.charge(&*limits, &[true], WHO, Some(&id), 1, When { now, zone: &UTC }).await.unwrap()
+                    {
                         accepted += 1;
                     }
                 }
@@ -140,10 +151,16 @@ async fn each_instance_is_counted_once_when_asked_twice() {
     let now = datetime!(2026-11-27 12:00 UTC);
     for m in 0..1000 {
         let id = format!("4d4f.6b0a04dc.{m}.0");
-        assert!(matches!(rl.charge(&limits, &[true], WHO, Some(&id), 1, now).await.unwrap(), Charge::Charged(_)));
-        assert_eq!(rl.charge(&limits, &[true], WHO, Some(&id), 1, now).await.unwrap(), Charge::AlreadyCharged);
+        assert!(matches!(
+            rl.charge(&limits, &[true], WHO, Some(&id), 1, When { now, zone: &UTC }).await.unwrap(),
+            Charge::Charged(_)
+        ));
+        assert_eq!(
+            rl.charge(&limits, &[true], WHO, Some(&id), 1, When { now, zone: &UTC }).await.unwrap(),
+            Charge::AlreadyCharged
+        );
     }
-    assert_eq!(rl.read(&limits, WHO, now).await.unwrap()[0].used, 1000);
+    assert_eq!(rl.read(&limits, WHO, When { now, zone: &UTC }).await.unwrap()[0].used, 1000);
 }
 
 mod model {
@@ -177,9 +194,56 @@ mod model {
                         *counts.entry(w).or_default() += 1;
                     }
                 }
-                let got = rt.block_on(rl.charge(&limits, &[true, true], WHO, None, 1, now)).unwrap();
+                let got = rt.block_on(rl.charge(&limits, &[true, true], WHO, None, 1, When { now, zone: &UTC })).unwrap();
                 prop_assert_eq!(matches!(got, Charge::Charged(_)), fits, "at +{}s", t - start);
             }
+        }
+    }
+}
+
+/// RELIABILITY C5: across the 23-hour and the 25-hour day in Berlin, 1,000
+/// messages spread over three local days are counted per local day: the
+/// limit resets exactly once at each local midnight, never in between
+/// (not at 00:00 UTC, not twice on the long day).
+#[tokio::test]
+async fn a_daily_limit_resets_once_per_local_day_across_dst() {
+    let berlin = TimeZone::get("Europe/Berlin").unwrap();
+    let limits = [limit("day", LimitSubject::User, Counted::Messages, 1_000, 86_400)];
+    for (first_midnight, hours) in
+        [(datetime!(2026-03-27 23:00 UTC), [24, 23, 24]), (datetime!(2026-10-23 22:00 UTC), [24, 25, 24])]
+    {
+        let (_d, rl) = limiter();
+        let total: i64 = hours.iter().sum::<i64>() * 3600;
+        let mut per_day = [0u64; 3];
+        for n in 0..1_000i64 {
+            let at = first_midnight + time::Duration::seconds(n * total / 1_000);
+            let day = {
+                let mut end = first_midnight;
+                hours.iter().position(|h| {
+                    end += time::Duration::hours(*h);
+                    at < end
+                })
+            }
+            .unwrap();
+            match rl
+                .charge(&limits, &[true], WHO, Some(&format!("m{n}")), 1, When { now: at, zone: &berlin })
+                .await
+                .unwrap()
+            {
+                Charge::Charged(after) => {
+                    per_day[day] += 1;
+                    assert_eq!(
+                        after[0].used, per_day[day],
+                        "message {n} at {at}: the count must run on within a local day"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let expected: Vec<u64> =
+            hours.iter().map(|h| ((1_000 * h * 3600) as f64 / total as f64).round() as u64).collect();
+        for (got, want) in per_day.iter().zip(&expected) {
+            assert!(got.abs_diff(*want) <= 1, "{per_day:?} vs {expected:?}");
         }
     }
 }

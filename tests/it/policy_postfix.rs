@@ -79,7 +79,7 @@ fn rate_limit_through_real_postfix_survives_restart() {
     assert!(s.queued, "third message:\n{}\n{}", s.transcript, rig.log());
     // The fourth is deferred, with the reset time.
     let s = send(&rig, None);
-    assert_refused(&s, "4.7.1", "3/3 messages today, resets 00:00 UTC");
+    assert_refused(&s, "4.7.1", "3/3 messages today, resets 00:00 IST");
     let reference = s.transcript.split("(ref ").nth(1).and_then(|r| r.get(..12)).unwrap().to_owned();
 
     // The counter survives a restart of mailwarrant.

@@ -204,6 +204,8 @@ listen = "127.0.0.1:{port}"
 organisation_domains = ["example.com"]
 unauthenticated = "by_sender"
 prepend_header = true
+# A zone without DST and a half-hour offset: refusals must say IST.
+time_zone = "Asia/Kolkata"
 [policy.groups]
 sales = "sales"
 interns = "interns"
