@@ -11,6 +11,7 @@ mod auth_postfix;
 mod auth_protocol;
 mod auth_reload;
 mod auth_saslauthd;
+mod auth_saslauthd_battery;
 mod auth_stack;
 mod cli;
 mod config;
