@@ -81,7 +81,7 @@ pub struct SeedUser {
 
 /// The cast of DESIGN.md (alice … heidi), plus users that tests which
 /// write own: ivan, judy, kim, mona, olga, pete (password changes), lars
-/// (failure counts).
+/// and victor (failure counts).
 pub const USERS: &[SeedUser] = &[
     SeedUser {
         login: "alice",
@@ -110,6 +110,7 @@ pub const USERS: &[SeedUser] = &[
     SeedUser { login: "mona", cn: "Mona Diaz", groups: &["staff"], aliases: &[], state: SeedState::MustChange },
     SeedUser { login: "olga", cn: "Olga Novak", groups: &["staff"], aliases: &[], state: SeedState::Active },
     SeedUser { login: "pete", cn: "Pete Quinn", groups: &["staff"], aliases: &[], state: SeedState::Expired },
+    SeedUser { login: "victor", cn: "Victor Hale", groups: &["staff"], aliases: &[], state: SeedState::Active },
 ];
 
 /// Groups: (name, mail, member groups), members before the groups that

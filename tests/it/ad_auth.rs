@@ -128,3 +128,35 @@ async fn ad_a_stale_password_counts_once_in_bad_pwd_count() {
     let right = decide(&auth, "lars", &password_of("lars"), "127.6.1.9").await;
     assert_eq!(right.kind, DecisionKind::Accepted, "the user is not locked out: {:?}", right.reason);
 }
+
+/// RELIABILITY S4 (a) on AD: 1,000 wrong passwords for one victim from 50
+/// client addresses. mailwarrant's per-login throttle (default 8 per
+/// window) stays below the domain's `lockoutThreshold` (10), so the DC
+/// counts at most 8 failures and never locks the account: the victim can
+/// still bind at the DC (Outlook on the LAN, the intranet), and SMTP AUTH
+/// refuses guesses for the window without touching the directory.
+#[tokio::test]
+async fn ad_a_thousand_guesses_never_lock_the_account_at_the_dc() {
+    let dc = samba::shared().unwrap_or_else(|e| panic!("the Samba AD DC: {e}"));
+    let (_dir, auth) = authenticator().await;
+    let dn = user_dn("Victor Hale");
+    let count = || dc.read_attribute(&dn, "badPwdCount").unwrap().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    let before = count();
+    let mut reached_the_dc = 0;
+    for i in 0..1_000u32 {
+        let client = format!("127.8.{}.{}", i % 50, 1 + i % 200);
+        let d = decide(&auth, "victor", &format!("Guess-{i}-Password!"), &client).await;
+        assert_ne!(d.kind, DecisionKind::Accepted, "guess {i}");
+        if d.reason == Reason::InvalidCredentials {
+            reached_the_dc += 1;
+        }
+    }
+    let seen = count() - before;
+    assert!(reached_the_dc <= 8, "{reached_the_dc} guesses were checked at the DC");
+    assert!(seen < samba::LOCKOUT_THRESHOLD, "the DC counted {seen} failures");
+    assert_eq!(dc.read_attribute(&dn, "lockoutTime").unwrap().unwrap_or_default().trim_start_matches('0'), "");
+    assert!(
+        dc.bind_succeeds(&format!("victor@{}", samba::UPN_SUFFIX), &password_of("victor")),
+        "victor is not locked at the DC"
+    );
+}

@@ -5,6 +5,7 @@ mod ad;
 mod ad_auth;
 mod ad_password;
 mod ad_policy;
+mod ad_postfix;
 mod auth_directory;
 mod auth_exim;
 mod auth_postfix;
