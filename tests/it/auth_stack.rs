@@ -35,8 +35,10 @@ impl Stack {
         let port = free_port();
         let saslauthd_socket = dir.path().join("saslauthd/mux");
         let dovecot_socket = dir.path().join("auth-client");
+        // A test may set its own delay in `auth_extra`.
+        let delay = if auth_extra.contains("failure_delay") { "" } else { "failure_delay = \"300ms\"\n" };
         let text = format!(
-            "{directory}\n[store]\npath = \"state.sqlite\"\n[auth]\nfailure_delay = \"300ms\"\n\
+            "{directory}\n[store]\npath = \"state.sqlite\"\n[auth]\n{delay}\
              self_service_url = \"https://mail.example.com/password\"\n{auth_extra}\n\
              [auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nsocket = {dovecot_socket:?}\nsocket_mode = \"0666\"\n\
              [auth.saslauthd]\nsocket = {saslauthd_socket:?}\nsocket_mode = \"0666\"\n"
