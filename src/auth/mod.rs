@@ -419,6 +419,7 @@ impl Authenticator {
         if let Err(e) = state.throttle.record_failure(typed.as_str(), req.client).await {
             tracing::warn!(error = %e, "failure not counted: store unavailable");
         }
+        self.identities.directory().spend_on_unknown_login(&req.password).await;
         reply.refuse(Reason::UnknownUser, None)
     }
 

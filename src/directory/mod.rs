@@ -216,6 +216,15 @@ pub trait Directory: Send + Sync + 'static {
     /// All groups that have a mail address.
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>>;
 
+    /// Spends on an unknown login what checking a password would cost
+    /// (RELIABILITY T4): where mailwarrant itself verifies hashes (LDIF),
+    /// an unknown name must not answer faster than a wrong password once
+    /// the failure-delay floor is exceeded by load. Over LDAP the hash is
+    /// the directory's work and this does nothing.
+    async fn spend_on_unknown_login(&self, password: &SecretString) {
+        let _ = password;
+    }
+
     /// A cheap round trip, for readiness checks.
     async fn check_health(&self) -> Result<()>;
 

@@ -164,6 +164,10 @@ impl Directory for LdifDirectory {
         })
     }
 
+    async fn spend_on_unknown_login(&self, password: &SecretString) {
+        let _ = verify_hash_off_thread(DECOY_HASH.to_owned(), password).await;
+    }
+
     async fn change_password(
         &self,
         identity: &Identity,
@@ -246,8 +250,18 @@ impl Index {
 }
 
 /// Argon2 costs tens of milliseconds: keep it off the async workers.
+/// A hash with the default Argon2 parameters of `hash-password`, of no
+/// one's password: verified for unknown logins so that they cost what a
+/// wrong password costs.
+const DECOY_HASH: &str =
+    "{ARGON2}$argon2id$v=19$m=19456,t=2,p=1$3oMl5QG2SPOAWrYd08fjBw$cMiAZbb1kSBbuhdUAQEtQwKNpp5p4nl3D8qq3ZB0WVU";
+
 async fn verify_off_thread(user: &User, password: &SecretString) -> Result<bool> {
     let Some(stored) = user.password_hash.clone() else { return Ok(false) };
+    verify_hash_off_thread(stored, password).await
+}
+
+async fn verify_hash_off_thread(stored: String, password: &SecretString) -> Result<bool> {
     let password = password.clone();
     let verdict = tokio::task::spawn_blocking(move || password::verify(&stored, password.expose_secret().as_bytes()))
         .await
@@ -336,4 +350,15 @@ fn address_key(a: &Address) -> String {
 
 fn bad(dn: &str, attr: &str, err: impl std::fmt::Display) -> DirectoryError {
     DirectoryError::Data(format!("{dn}: {attr}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decoy_hash_is_checked_in_full_and_matches_nothing() {
+        assert_eq!(password::verify(DECOY_HASH, b"Alice-Demo-2026!"), password::Verdict::Mismatch);
+        assert_eq!(password::verify(DECOY_HASH, b""), password::Verdict::Mismatch);
+    }
 }
