@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use serde::Serialize;
 
@@ -26,13 +26,17 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the gauges are refreshed without a `/readyz` call.
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);
 
-pub const ROUTES: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")];
+/// Every operations route: method, path, handler (see `api::table`).
+pub fn table() -> Vec<(&'static str, &'static str, MethodRouter<HttpState>)> {
+    vec![
+        ("GET", "/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) })),
+        ("GET", "/readyz", get(readyz)),
+        ("GET", "/metrics", get(metrics)),
+    ]
+}
 
 pub fn routes() -> Router<HttpState> {
-    Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    table().into_iter().fold(Router::new(), |r, (_, path, handler)| r.route(path, handler))
 }
 
 #[derive(Serialize)]

@@ -14,6 +14,8 @@ mod auth_saslauthd;
 mod auth_stack;
 mod cli;
 mod config;
+mod http_admin;
+mod http_api;
 mod ldap;
 mod ldif;
 mod password_browser;

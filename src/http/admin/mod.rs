@@ -37,15 +37,6 @@ const CSS: &str = include_str!("../assets/admin.css");
 /// Decisions shown per table.
 const SHOWN: usize = 50;
 
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/admin"),
-    ("GET", "/admin/login"),
-    ("POST", "/admin/login"),
-    ("POST", "/admin/logout"),
-    ("GET", "/admin/user"),
-    ("GET", "/admin/static/admin.css"),
-];
-
 pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/admin", get(overview))

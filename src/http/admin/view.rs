@@ -72,6 +72,7 @@ pub fn overview(base: &str, mapping: &[MappingRow], refusals: &[AuditRecord], po
         "Overview",
         true,
         html! {
+            (lookup_form(base, ""))
             h2 { "Groups and profiles" }
             @if !policy {
                 p.muted { "No [policy] section is configured." }
