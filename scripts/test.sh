@@ -19,6 +19,7 @@ REQUIRED=(
   chromium-driver:/usr/bin/chromedriver
   systemd:/usr/bin/systemd-socket-activate
   openssl:/usr/bin/openssl
+  curl:/usr/bin/curl
 )
 
 missing=()

@@ -44,9 +44,33 @@ fn hash(token: &str) -> String {
 /// slapd, a config with policy, three tokens and an audit file, the
 /// router in-process, and `serve::run` on a free port.
 pub async fn rig() -> Rig {
+    rig_with(false).await
+}
+
+/// A self-signed certificate for 127.0.0.1 (`cert.pem`, `key.pem` in `dir`).
+fn self_signed(dir: &Path) {
+    let status = std::process::Command::new("/usr/bin/openssl")
+        .current_dir(dir)
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+}
+
+async fn rig_with(tls: bool) -> Rig {
     let slapd = tokio::task::spawn_blocking(Slapd::start).await.unwrap().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let tls_keys = if tls {
+        mailwarrant::testkit::require_program("/usr/bin/openssl", "openssl").unwrap();
+        self_signed(dir.path());
+        format!("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\npublic_base_url = \"https://127.0.0.1:{port}\"\n")
+    } else {
+        String::new()
+    };
     let text = format!(
         "{}\n[auth]\nfailure_delay = \"0s\"\n[auth.dovecot]\nlisten = []\n[store]\npath = \"s.sqlite\"\n\
          [audit]\npath = \"audit.jsonl\"\n\
@@ -54,7 +78,7 @@ pub async fn rig() -> Rig {
          [policy.profiles.default]\nrequire_sender_match = true\nmay_send_to_lists = false\n\
          rate_limits = [{{ rate = \"3/1d\" }}]\n[policy.profiles.sales]\npriority = 1\nmay_send_to_lists = true\n\
          [password]\ndefault_policy = \"test\"\n[password.policies.test]\nmin_length = 12\nhistory = 3\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\n{tls_keys}\
          [[http.tokens]]\nname = \"mx\"\nhash = \"{}\"\nscopes = [\"auth\"]\n\
          [[http.tokens]]\nname = \"webmail\"\nhash = \"{}\"\nscopes = [\"lookup\"]\n\
          [[http.tokens]]\nname = \"ops\"\nhash = \"{}\"\nscopes = [\"admin\"]\n",
@@ -75,7 +99,8 @@ pub async fn rig() -> Rig {
     tokio::spawn(serve::run(app.clone(), shutdown));
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     tokio::task::spawn_blocking(move || wait_for_port(addr, Duration::from_secs(10))).await.unwrap().unwrap();
-    Rig { slapd, dir, _app: app, router, base: format!("http://127.0.0.1:{port}"), _stop: stop }
+    let scheme = if tls { "https" } else { "http" };
+    Rig { slapd, dir, _app: app, router, base: format!("{scheme}://127.0.0.1:{port}"), _stop: stop }
 }
 
 impl Rig {
@@ -524,4 +549,32 @@ async fn http_api_over_real_http_and_readyz_follows_slapd() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_over_https_with_rustls() {
+    mailwarrant::testkit::require_program("/usr/bin/curl", "curl").unwrap();
+    let r = rig_with(true).await;
+    let cert = r.dir.path().join("cert.pem");
+    let curl = |url: String, verify: bool| {
+        let mut c = std::process::Command::new("/usr/bin/curl");
+        c.args(["-sS", "--max-time", "10", "-w", "\\n%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {LOOKUP_TOKEN}"));
+        if verify {
+            c.arg("--cacert").arg(&cert);
+        }
+        let out = c.arg(url).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let base = r.base.clone();
+    let (ok, body) = tokio::task::block_in_place(|| curl(format!("{base}/v1/identities/alice"), true));
+    assert!(ok, "{body}");
+    let (json, status) = body.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200");
+    assert_eq!(serde_json::from_str::<Value>(json).unwrap()["login"], "alice");
+    let (ok, _) = tokio::task::block_in_place(|| curl(format!("{base}/healthz"), false));
+    assert!(!ok, "an unverified certificate is refused by curl: the listener really speaks TLS");
+    let plain = base.replace("https://", "http://");
+    let (_, body) = tokio::task::block_in_place(|| curl(format!("{plain}/healthz"), true));
+    assert!(!body.contains("\"ok\""), "no plain HTTP on the TLS port: {body}");
 }
