@@ -182,7 +182,8 @@ pub fn user(base: &str, report: &PolicyReport, recent: &[AuditRecord]) -> Markup
                     }
                 }
             }
-            h2 { "Recent decisions" }
+            h2 { "Recent recorded decisions" }
+            p.muted { "Refusals and observe-mode findings from the policy audit trail." }
             (decisions(base, recent, "recent"))
         },
     )
