@@ -10,6 +10,10 @@
 //! counter is charged either way; both the real check and `dry_run=true`
 //! are measured.
 //!
+//! The machine is shared, so besides requests/s it prints the server's
+//! CPU use during each run (`/proc/self/stat`; wrk is a separate process)
+//! and requests per server CPU-second: what one core sustains.
+//!
 //! `cargo bench --bench http -- [--concurrency 32] [--seconds 5] [--users 1000]`
 
 use std::io::Write;
@@ -87,6 +91,16 @@ fn wrk(url: &str, script: &Path, concurrency: usize, seconds: u64) -> (f64, Stri
     (rps, field("50%"), field("99%"), if errors == "?" { "0".into() } else { errors })
 }
 
+/// CPU seconds this process (the server; wrk is another process) used so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime), counted from 1 with pid and comm.
+    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(14) + ticks(15)) / 100.0
+}
+
 fn main() {
     let a = args();
     mailwarrant::testkit::require_program("/usr/bin/wrk", "wrk").unwrap();
@@ -131,15 +145,24 @@ fn main() {
     let policy = script(dir.path(), "policy.lua", a.users, true);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average before: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
-    println!("{:<40} {:>5} {:>10} {:>9} {:>9} {:>7}", "endpoint", "conc", "req/s", "p50", "p99", "non-2xx");
+    println!(
+        "{:<40} {:>5} {:>10} {:>9} {:>9} {:>7} {:>11} {:>15}",
+        "endpoint", "conc", "req/s", "p50", "p99", "non-2xx", "server CPU", "req/CPU-second"
+    );
     for &c in &a.concurrency {
         for (label, url, s) in [
             ("GET /v1/identities/{login} (warm)", format!("{base}/v1/identities/x"), &identities),
             ("POST /v1/policy/check?dry_run=true", format!("{base}/v1/policy/check?dry_run=true"), &policy),
             ("POST /v1/policy/check", format!("{base}/v1/policy/check"), &policy),
         ] {
+            let cpu_before = cpu_seconds();
             let (rps, p50, p99, errors) = wrk(&url, s, c, a.seconds);
-            println!("{label:<40} {c:>5} {rps:>10.0} {p50:>9} {p99:>9} {errors:>7}");
+            let cpu = cpu_seconds() - cpu_before;
+            let per_cpu = rps * a.seconds as f64 / cpu.max(0.01);
+            println!(
+                "{label:<40} {c:>5} {rps:>10.0} {p50:>9} {p99:>9} {errors:>7} {:>10.0}% {per_cpu:>15.0}",
+                100.0 * cpu / a.seconds as f64
+            );
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
