@@ -72,9 +72,9 @@ async fn rig_with(tls: bool) -> Rig {
         String::new()
     };
     let text = format!(
-        "{}\n[auth]\nfailure_delay = \"0s\"\n[auth.dovecot]\nlisten = []\n[store]\npath = \"s.sqlite\"\n\
+        "{}\n[auth]\nfailure_delay = \"0s\"\n[auth.dovecot]\nlisten = []\n[auth.saslauthd]\nsocket = \"mux\"\n[store]\npath = \"s.sqlite\"\n\
          [audit]\npath = \"audit.jsonl\"\n\
-         [policy]\nlisten = \"127.0.0.1:0\"\norganisation_domains = [\"example.com\"]\ngroups = {{ sales = \"sales\" }}\n\
+         [policy]\nlisten = \"127.0.0.1:0\"\nunix_socket = \"policy.sock\"\norganisation_domains = [\"example.com\"]\ngroups = {{ sales = \"sales\" }}\n\
          [policy.profiles.default]\nrequire_sender_match = true\nmay_send_to_lists = false\n\
          rate_limits = [{{ rate = \"3/1d\" }}]\n[policy.profiles.sales]\npriority = 1\nmay_send_to_lists = true\n\
          [password]\ndefault_policy = \"test\"\n[password.policies.test]\nmin_length = 12\nhistory = 3\n\
@@ -577,4 +577,65 @@ async fn http_api_over_https_with_rustls() {
     let plain = base.replace("https://", "http://");
     let (_, body) = tokio::task::block_in_place(|| curl(format!("{plain}/healthz"), true));
     assert!(!body.contains("\"ok\""), "no plain HTTP on the TLS port: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_api_audit_log_and_metrics_cover_the_socket_front_ends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let r = rig().await;
+    // saslauthd: four counted strings.
+    let mut sasl = tokio::net::UnixStream::connect(r.dir.path().join("mux")).await.unwrap();
+    let mut request = Vec::new();
+    for field in ["bob", "Bob-Demo-2026!", "smtp", ""] {
+        request.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        request.extend_from_slice(field.as_bytes());
+    }
+    sasl.write_all(&request).await.unwrap();
+    let mut reply = Vec::new();
+    sasl.read_to_end(&mut reply).await.unwrap();
+    assert_eq!(&reply[2..4], b"OK", "{:?}", String::from_utf8_lossy(&reply));
+    // Postfix policy delegation over the UNIX socket: a refused RCPT.
+    let mut policy = tokio::net::UnixStream::connect(r.dir.path().join("policy.sock")).await.unwrap();
+    policy
+        .write_all(b"request=smtpd_access_policy\nprotocol_state=RCPT\nsasl_username=erin\nsender=bob@example.com\nrecipient=carol@example.com\nclient_address=192.0.2.44\n\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = policy.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("action=553 5.7.1"), "{answer}");
+
+    let path = r.audit_path();
+    assert!(tokio::task::spawn_blocking(move || mailwarrant::testkit::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t.contains("\"front_end\":\"policy\""))
+    }))
+    .await
+    .unwrap());
+    let text = std::fs::read_to_string(r.audit_path()).unwrap();
+    assert!(!text.contains("Bob-Demo-2026!"), "no password in the audit log");
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let sasl_line = lines.iter().find(|l| l["front_end"] == "saslauthd").expect("the saslauthd decision");
+    assert_eq!(
+        (sasl_line["kind"].as_str(), sasl_line["login"].as_str(), sasl_line["outcome"].as_str()),
+        (Some("auth"), Some("bob"), Some("accepted"))
+    );
+    let policy_line = lines.iter().find(|l| l["front_end"] == "policy").expect("the policy decision");
+    assert_eq!(
+        (policy_line["rule"].as_str(), policy_line["client"].as_str(), policy_line["stage"].as_str()),
+        (Some("sender_match"), Some("192.0.2.44"), Some("Rcpt"))
+    );
+    assert!(policy_line["reference"].as_str().is_some_and(|r| answer.contains(r)), "the reference the client saw");
+
+    let metrics = call(&r.router, Method::GET, "/metrics", None, None).await;
+    let scrape = parse_metrics(&metrics.text);
+    for protocol in ["saslauthd", "policy"] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == "mailwarrant_request_duration_seconds_count"
+                && s.labels.get("protocol") == Some(protocol)),
+            "latency of {protocol}"
+        );
+    }
+    assert!(scrape.samples.iter().any(|s| s.metric == "mailwarrant_policy_decisions_total"
+        && s.labels.get("front_end") == Some("policy")
+        && s.labels.get("rule") == Some("sender_match")));
 }
