@@ -33,6 +33,9 @@ pub struct RawHttp {
     /// token (`mailwarrant hash-password`) and its scopes.
     #[serde(default)]
     pub tokens: Vec<RawToken>,
+    /// Members of this directory group (direct or nested) may also sign
+    /// in to the admin pages with their own login and password.
+    pub admin_group: Option<String>,
 }
 
 /// One API client.
@@ -97,6 +100,7 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<IpAddr>,
     pub tls: Option<TlsFiles>,
     pub tokens: Vec<TokenEntry>,
+    pub admin_group: Option<String>,
 }
 
 impl Validate for RawHttp {
@@ -150,6 +154,7 @@ impl Validate for RawHttp {
             trusted_proxies: self.trusted_proxies.clone(),
             tls,
             tokens,
+            admin_group: self.admin_group.clone().filter(|g| !g.trim().is_empty()),
         })
     }
 }

@@ -75,6 +75,32 @@ async fn http_admin_pages_in_headless_chromium() {
         let text = overview.into_string().unwrap();
         assert!(!text.contains("<script") && !text.contains("style="), "nothing inline: the CSP holds");
 
+        // Directory sign-in: a member of it-admins (dave, through the
+        // AUTH core) gets a session; bob's right password does not, he is
+        // not a member.
+        let directory = |login: &str, password: &str| {
+            let form = agent.get(&format!("{base}/admin/login")).call().unwrap();
+            let cookie = form.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+            let html = form.into_string().unwrap();
+            assert!(html.contains("id=\"directory-signin\""));
+            let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+            let csrf = html[at..].split('"').next().unwrap().to_owned();
+            match agent.post(&format!("{base}/admin/login")).set("Cookie", &cookie).send_form(&[
+                ("csrf", &csrf),
+                ("login", login),
+                ("password", password),
+            ]) {
+                Ok(r) => (r.status(), r.header("set-cookie").unwrap_or_default().to_owned()),
+                Err(ureq::Error::Status(code, r)) => (code, r.header("set-cookie").unwrap_or_default().to_owned()),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let (status, cookie) = directory("dave", "Dave-Demo-2026!");
+        assert_eq!(status, 303);
+        assert!(cookie.starts_with("mw_admin="), "{cookie}");
+        assert_eq!(directory("bob", "Bob-Demo-2026!").0, 401, "not in it-admins");
+        assert_eq!(directory("dave", "Wrong-Password-1").0, 401);
+
         // The browser.
         let b = Browser::start_in("admin-browser");
         b.open(&format!("{base}/admin"));
@@ -108,5 +134,10 @@ async fn http_admin_pages_in_headless_chromium() {
         b.open(&format!("{base}/admin"));
         b.wait_for("still signed out", "return !!document.getElementById('signin');");
         b.screenshot("05-signed-out");
+        b.type_into("#directory-signin #login", "dave");
+        b.type_into("#password", "Dave-Demo-2026!");
+        b.click("#directory-signin button[type=submit]");
+        b.wait_for("the overview for dave", "return !!document.getElementById('mapping');");
+        b.screenshot("06-directory-sign-in");
     });
 }

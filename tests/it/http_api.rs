@@ -78,7 +78,7 @@ async fn rig_with(tls: bool) -> Rig {
          [policy.profiles.default]\nrequire_sender_match = true\nmay_send_to_lists = false\n\
          rate_limits = [{{ rate = \"3/1d\" }}]\n[policy.profiles.sales]\npriority = 1\nmay_send_to_lists = true\n\
          [password]\ndefault_policy = \"test\"\n[password.policies.test]\nmin_length = 12\nhistory = 3\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\n{tls_keys}\
+         [http]\nlisten = \"127.0.0.1:{port}\"\nadmin_group = \"it-admins\"\n{tls_keys}\
          [[http.tokens]]\nname = \"mx\"\nhash = \"{}\"\nscopes = [\"auth\"]\n\
          [[http.tokens]]\nname = \"webmail\"\nhash = \"{}\"\nscopes = [\"lookup\"]\n\
          [[http.tokens]]\nname = \"ops\"\nhash = \"{}\"\nscopes = [\"admin\"]\n",

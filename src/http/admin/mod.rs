@@ -7,13 +7,17 @@
 //! https base URL). The session lives in the store under the SHA-256 of
 //! its id, so reading the store yields no usable cookie. A request with
 //! `Authorization: Bearer <admin token>` works without a session (for
-//! scripts).
+//! scripts). With `[http] admin_group`, members of that directory group
+//! (direct or nested) may sign in with their own login and password,
+//! checked by the AUTH core (same throttle, failure delay and audit line
+//! as every other AUTH).
 
 mod view;
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -21,11 +25,13 @@ use axum::{Form, Router};
 use base64::Engine;
 use maud::Markup;
 use rand::RngCore;
+use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::{csrf, HttpState};
+use crate::auth::{AuthRequest, Protocol};
 use crate::config::http::Scope;
 use crate::policy_service::explain::{self, ExplainError};
 use view::MappingRow;
@@ -176,7 +182,8 @@ async fn form_page(s: &HttpState, status: StatusCode, error: Option<&str>) -> Re
         Ok(t) => t,
         Err(_) => return unavailable(s),
     };
-    let mut response = html(status, view::login(base(s), &token, error));
+    let directory = s.settings.admin_group.is_some() && s.auth.is_some();
+    let mut response = html(status, view::login(base(s), &token, error, directory));
     if let Ok(v) = csrf::set_cookie(&token, secure(s)).parse() {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -189,11 +196,21 @@ struct LoginForm {
     csrf: Option<String>,
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
 }
 
-async fn login(State(s): State<HttpState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
-    let LoginForm { csrf: csrf_token, token } = form;
+async fn login(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let LoginForm { csrf: csrf_token, token, login, password } = form;
     let token = zeroize::Zeroizing::new(token);
+    let password = SecretString::from(password);
     let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(csrf::from_cookie_header);
     match csrf::consume(&s.store, csrf_token.as_deref(), cookie).await {
         Ok(true) if same_origin(&s, &headers) => {}
@@ -204,18 +221,29 @@ async fn login(State(s): State<HttpState>, headers: HeaderMap, Form(form): Form<
         }
         Err(_) => return unavailable(&s),
     }
-    let grant = s.tokens.verify(token.trim()).await;
-    let Some(grant) = grant.filter(|g| g.allows(Scope::Admin)) else {
-        tracing::warn!(target: "audit", event = "admin.sign_in_refused");
-        return form_page(&s, StatusCode::UNAUTHORIZED, Some("That is not an admin token.")).await;
+    let who = if !login.trim().is_empty() {
+        match directory_admin(&s, login, password, s.client(peer, &headers)).await {
+            Some(name) => name,
+            None => {
+                tracing::warn!(target: "audit", event = "admin.sign_in_refused", method = "directory");
+                return form_page(&s, StatusCode::UNAUTHORIZED, Some("Sign-in refused.")).await;
+            }
+        }
+    } else {
+        let grant = s.tokens.verify(token.trim()).await;
+        let Some(grant) = grant.filter(|g| g.allows(Scope::Admin)) else {
+            tracing::warn!(target: "audit", event = "admin.sign_in_refused", method = "token");
+            return form_page(&s, StatusCode::UNAUTHORIZED, Some("That is not an admin token.")).await;
+        };
+        format!("token:{}", grant.name)
     };
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    if s.store.set(&session_key(&id), grant.name.as_bytes(), Some(SESSION_LIFETIME)).await.is_err() {
+    if s.store.set(&session_key(&id), who.as_bytes(), Some(SESSION_LIFETIME)).await.is_err() {
         return unavailable(&s);
     }
-    tracing::info!(target: "audit", event = "admin.signed_in", token = %grant.name);
+    tracing::info!(target: "audit", event = "admin.signed_in", who = %who);
     let mut response = Redirect::to(&format!("{}/admin", base(&s))).into_response();
     let cookie = format!(
         "{COOKIE}={id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}{}",
@@ -226,6 +254,32 @@ async fn login(State(s): State<HttpState>, headers: HeaderMap, Form(form): Form<
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
+}
+
+/// A directory sign-in: the AUTH core accepts the password and the user
+/// is in `admin_group`. Refusals are generic and wait out the AUTH
+/// failure delay.
+async fn directory_admin(s: &HttpState, login: String, password: SecretString, client: IpAddr) -> Option<String> {
+    let group = s.settings.admin_group.as_deref()?;
+    let auth = s.auth.as_ref()?;
+    let request = AuthRequest { login, authzid: None, password, client: Some(client), protocol: Protocol::Http };
+    let decision = auth.authenticate(request).await;
+    let member = match (decision.is_accepted(), &decision.login) {
+        (true, Some(login)) => match s.identities.get(login.as_str()).await {
+            Ok(Some(identity)) => identity.in_group(group),
+            _ => false,
+        },
+        _ => false,
+    };
+    if !member {
+        // A right password of a non-member waits like a wrong one.
+        match decision.not_before {
+            Some(_) => decision.wait().await,
+            None => tokio::time::sleep(auth.settings_failure_delay()).await,
+        }
+        return None;
+    }
+    decision.login.map(|l| format!("user:{l}"))
 }
 
 async fn logout(State(s): State<HttpState>, headers: HeaderMap) -> Response {

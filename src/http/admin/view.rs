@@ -46,7 +46,7 @@ fn page(base: &str, title: &str, signed_in: bool, body: Markup) -> Markup {
     }
 }
 
-pub fn login(base: &str, token: &str, error: Option<&str>) -> Markup {
+pub fn login(base: &str, token: &str, error: Option<&str>, directory: bool) -> Markup {
     page(
         base,
         "Admin sign-in",
@@ -61,6 +61,17 @@ pub fn login(base: &str, token: &str, error: Option<&str>) -> Markup {
                 label for="token" { "Admin API token" }
                 input type="password" id="token" name="token" autocomplete="off" required;
                 button type="submit" { "Sign in" }
+            }
+            @if directory {
+                h2 { "Or with your directory account" }
+                form method="post" action={ (base) "/admin/login" } id="directory-signin" {
+                    input type="hidden" name="csrf" value=(token);
+                    label for="login" { "Login" }
+                    input type="text" id="login" name="login" autocomplete="username" required;
+                    label for="password" { "Password" }
+                    input type="password" id="password" name="password" autocomplete="current-password" required;
+                    button type="submit" { "Sign in" }
+                }
             }
         },
     )
