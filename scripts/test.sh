@@ -20,6 +20,7 @@ REQUIRED=(
   systemd:/usr/bin/systemd-socket-activate
   openssl:/usr/bin/openssl
   tzdata:/usr/share/zoneinfo/Europe/Berlin
+  curl:/usr/bin/curl
 )
 
 missing=()

@@ -5,12 +5,14 @@
 //! `ARCHITECTURE.md` for the codemap and the invariants.
 #![forbid(unsafe_code)]
 
+pub mod audit_log;
 pub mod auth;
 pub mod config;
 pub mod directory;
 pub mod http;
 pub mod identity;
 pub mod mailer;
+pub mod metrics;
 pub mod password;
 pub mod policy;
 pub mod policy_service;

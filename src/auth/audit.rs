@@ -11,7 +11,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{AuthDecision, Protocol};
+use super::{AuthDecision, AuthRequest, Protocol};
+use crate::audit_log::{clip, AuditLine, AuditLog};
 
 /// Longest typed login written to the log; the rest is cut.
 const MAX_LOGGED_LOGIN: usize = 128;
@@ -36,6 +37,29 @@ impl fmt::Display for Escaped<'_> {
         }
         Ok(())
     }
+}
+
+/// The decision's line in the JSON audit file, and its metric.
+pub fn write_line(log: &AuditLog, request: &AuthRequest, decision: &AuthDecision) {
+    crate::metrics::auth_decision(request.protocol.as_str(), decision.kind.as_str(), decision.reason.as_str());
+    if !log.is_enabled() {
+        return;
+    }
+    let login = decision.login.as_ref().map(|l| l.as_str()).unwrap_or(&request.login);
+    log.write(&AuditLine {
+        time: time::OffsetDateTime::now_utc(),
+        kind: "auth",
+        front_end: request.protocol.as_str(),
+        login: Some(clip(login)),
+        client: request.client.map(|c| c.to_string()),
+        outcome: decision.kind.as_str(),
+        rule: decision.reason.as_str().to_owned(),
+        reference: None,
+        stage: None,
+        sender: None,
+        recipient: None,
+        observed: Vec::new(),
+    });
 }
 
 /// Writes the decision's audit line.

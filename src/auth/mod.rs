@@ -36,6 +36,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::audit_log::AuditLog;
 use crate::config::auth::AuthSettings;
 use crate::directory::{BindOutcome, RejectReason};
 use crate::identity::{AccountStatus, Identity, IdentityCache, Login, LookupKey};
@@ -195,6 +196,7 @@ impl AuthDecision {
 /// Everything the decision needs; shared by all front ends.
 pub struct Authenticator {
     identities: IdentityCache,
+    audit: AuditLog,
     store: Arc<dyn Store>,
     mode: ThrottleMode,
     state: RwLock<Arc<State>>,
@@ -221,7 +223,13 @@ impl Authenticator {
     /// (SQLite), [`ThrottleMode::Shared`] when other instances use it too.
     pub fn new(identities: IdentityCache, store: Arc<dyn Store>, settings: AuthSettings, mode: ThrottleMode) -> Self {
         let state = State::new(settings, store.clone(), mode);
-        Self { identities, store, mode, state: RwLock::new(Arc::new(state)) }
+        Self { identities, store, mode, state: RwLock::new(Arc::new(state)), audit: AuditLog::disabled() }
+    }
+
+    /// Writes every decision to the JSON-lines audit log too.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Applies new settings (SIGHUP). Caches start empty, like Dovecot's;
@@ -258,6 +266,7 @@ impl Authenticator {
         let state = self.state();
         let decision = self.decide(&state, &request, started).await;
         audit::record(&request.login, request.client, request.protocol, &decision, started.elapsed());
+        audit::write_line(&self.audit, &request, &decision);
         decision
     }
 

@@ -291,6 +291,7 @@ async fn accounts_seen_disabled_lose_their_grace() {
         store: f.auth.store.clone(),
         mode: ThrottleMode::Local,
         state: RwLock::new(f.auth.state()),
+        audit: crate::audit_log::AuditLog::disabled(),
     };
     let d = auth.authenticate(request("alice", "Alice-Demo-2026!", "192.0.2.8")).await;
     assert_eq!(d.reason, Reason::AccountDisabled);

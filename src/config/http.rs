@@ -5,7 +5,7 @@
 //! `X-Forwarded-Host` headers (host-header injection, RELIABILITY T21).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,65 @@ pub struct RawHttp {
     /// Reverse proxies whose `X-Forwarded-For` names the real client.
     #[serde(default)]
     pub trusted_proxies: Vec<IpAddr>,
+    /// Serve HTTPS with this PEM certificate chain (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// API clients: `[[http.tokens]]` with a name, the argon2 hash of the
+    /// token (`mailwarrant hash-password`) and its scopes.
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+    /// Members of this directory group (direct or nested) may also sign
+    /// in to the admin pages with their own login and password.
+    pub admin_group: Option<String>,
+}
+
+/// One API client.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    /// Who holds it, for logs and the audit trail.
+    pub name: String,
+    /// The argon2 PHC string of the token, optionally `{ARGON2}`-prefixed.
+    pub hash: String,
+    /// `auth` (POST /v1/auth), `lookup` (identities, addresses, policy,
+    /// password checks), `admin` (everything, and the admin pages).
+    pub scopes: Vec<Scope>,
+}
+
+/// What a token may do. `admin` implies `lookup` and `auth`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Auth,
+    Lookup,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Auth => "auth",
+            Scope::Lookup => "lookup",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// A validated token entry.
+#[derive(Clone, Debug)]
+pub struct TokenEntry {
+    pub name: String,
+    /// The PHC string, without an `{ARGON2}` prefix.
+    pub hash: String,
+    pub scopes: Vec<Scope>,
+}
+
+/// HTTPS material.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 fn default_listen() -> String {
@@ -39,12 +98,15 @@ pub struct HttpSettings {
     /// `scheme://host[:port]` of the base URL, for the `Origin` check.
     pub public_origin: String,
     pub trusted_proxies: Vec<IpAddr>,
+    pub tls: Option<TlsFiles>,
+    pub tokens: Vec<TokenEntry>,
+    pub admin_group: Option<String>,
 }
 
 impl Validate for RawHttp {
     type Output = HttpSettings;
 
-    fn validate(&self, p: &mut Problems, _: &Path) -> Option<HttpSettings> {
+    fn validate(&self, p: &mut Problems, base_dir: &Path) -> Option<HttpSettings> {
         let listen = p.check(
             "http.listen",
             self.listen.parse::<SocketAddr>().map_err(|e| format!("{e}: write e.g. \"127.0.0.1:8040\"")),
@@ -61,11 +123,38 @@ impl Validate for RawHttp {
         if self.public_base_url.is_none() {
             p.warn("http.public_base_url", "not set; links in mails use the listen address");
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert: base_dir.join(cert), key: base_dir.join(key) }),
+            (None, None) => None,
+            _ => {
+                p.error("http.tls_cert", "tls_cert and tls_key go together");
+                None
+            }
+        };
+        let mut tokens = Vec::new();
+        for (i, t) in self.tokens.iter().enumerate() {
+            let at = format!("http.tokens[{i}]");
+            if t.name.trim().is_empty() || self.tokens[..i].iter().any(|o| o.name == t.name) {
+                p.error(format!("{at}.name"), "must be set and unique");
+            }
+            let hash = t.hash.strip_prefix("{ARGON2}").unwrap_or(&t.hash).to_owned();
+            match argon2::PasswordHash::new(&hash) {
+                Ok(h) if h.algorithm.as_str().starts_with("argon2") => {}
+                _ => p.error(format!("{at}.hash"), "must be an argon2 PHC string (mailwarrant hash-password)"),
+            }
+            if t.scopes.is_empty() {
+                p.error(format!("{at}.scopes"), "name at least one of auth, lookup, admin");
+            }
+            tokens.push(TokenEntry { name: t.name.clone(), hash, scopes: t.scopes.clone() });
+        }
         Some(HttpSettings {
             listen: listen?,
             public_base_url: base,
             public_origin: origin,
             trusted_proxies: self.trusted_proxies.clone(),
+            tls,
+            tokens,
+            admin_group: self.admin_group.clone().filter(|g| !g.trim().is_empty()),
         })
     }
 }

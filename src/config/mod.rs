@@ -6,6 +6,7 @@
 //! steps collect every problem before failing, so an admin sees them all.
 //! `schemas/config.schema.json` is generated from the `Raw*` types.
 
+pub mod audit;
 pub mod auth;
 pub mod directory;
 pub mod duration;
@@ -26,6 +27,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use audit::AuditSettings;
 pub use auth::AuthSettings;
 pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use http::HttpSettings;
@@ -39,7 +41,7 @@ pub use store::StoreSettings;
 
 /// The top-level tables a config file may have.
 const SECTIONS: &[&str] =
-    &["directory", "identity", "store", "auth", "mailer", "reminders", "policy", "http", "password"];
+    &["directory", "identity", "store", "auth", "mailer", "reminders", "policy", "http", "password", "audit"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -71,6 +73,9 @@ pub struct RawConfig {
     pub http: Option<http::RawHttp>,
     #[serde(default)]
     pub password: password::RawPassword,
+    /// The JSON-lines audit log of every decision; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<audit::RawAudit>,
 }
 
 /// The validated configuration every component is built from.
@@ -85,6 +90,8 @@ pub struct Config {
     /// `None`: no HTTP listener.
     pub http: Option<HttpSettings>,
     pub password: PasswordSettings,
+    /// `None`: no audit file.
+    pub audit: Option<AuditSettings>,
     pub mailer: Option<MailerSettings>,
     pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
@@ -126,6 +133,7 @@ impl Config {
         let policy = section::<Option<policy::RawPolicy>>(&mut p, &table, "policy", Some(None));
         let http = section::<Option<http::RawHttp>>(&mut p, &table, "http", Some(None));
         let password = section::<password::RawPassword>(&mut p, &table, "password", Some(Default::default()));
+        let audit = section::<Option<audit::RawAudit>>(&mut p, &table, "audit", Some(None));
 
         let (
             Some(directory),
@@ -137,11 +145,12 @@ impl Config {
             Some(policy),
             Some(http),
             Some(password),
-        ) = (directory, identity, store, mailer, reminders, auth, policy, http, password)
+            Some(audit),
+        ) = (directory, identity, store, mailer, reminders, auth, policy, http, password, audit)
         else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password };
+        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password, audit };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
@@ -151,6 +160,7 @@ impl Config {
         let policy = raw.policy.as_ref().map(|r| r.validate(&mut p, base_dir));
         let http = raw.http.as_ref().map(|h| h.validate(&mut p, base_dir));
         let password = raw.password.validate(&mut p, base_dir);
+        let audit = raw.audit.as_ref().map(|a| a.validate(&mut p, base_dir));
         if reminders.is_some() && mailer.is_none() {
             p.error("reminders", "reminders need a [mailer] section to send with");
         }
@@ -167,6 +177,7 @@ impl Config {
                     policy: policy.flatten(),
                     http: http.flatten(),
                     password,
+                    audit: audit.flatten(),
                     warnings: p.warnings,
                     raw,
                 })

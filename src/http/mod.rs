@@ -1,5 +1,7 @@
-//! The HTTP listener: the self-service password page now; the JSON API,
-//! admin pages and metrics join the same router later.
+//! The HTTP listener: the self-service password page, the JSON API under
+//! `/v1` ([`api`]), the read-only admin pages under `/admin` ([`admin`]),
+//! and `/healthz`, `/readyz`, `/metrics` ([`ops`]). HTTPS when
+//! `[http] tls_cert` and `tls_key` are set ([`tls`]).
 //!
 //! Every response carries `Cache-Control: no-store` and a strict
 //! Content-Security-Policy (scripts and styles from this origin only, no
@@ -8,27 +10,34 @@
 //! when the peer is a configured trusted proxy. Handlers log no form
 //! field but the login.
 
+pub mod admin;
+pub mod api;
 pub mod csrf;
+pub mod ops;
 pub mod password_page;
 mod password_view;
+pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use crate::auth::Authenticator;
 use crate::config::HttpSettings;
+use crate::identity::IdentityCache;
 use crate::password::PasswordService;
+use crate::policy_service::PolicyService;
 use crate::serve::{App, ServeError, Shutdown};
 use crate::store::Store;
+use api::tokens::TokenVerifier;
 
 /// Form posts and JSON checks are small; anything bigger is refused.
-const BODY_LIMIT: usize = 16 * 1024;
+pub const BODY_LIMIT: usize = 16 * 1024;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -36,6 +45,12 @@ pub struct HttpState {
     pub passwords: PasswordService,
     pub store: Arc<dyn Store>,
     pub settings: Arc<HttpSettings>,
+    /// The AUTH core (`POST /v1/auth`).
+    pub auth: Option<Arc<Authenticator>>,
+    pub identities: IdentityCache,
+    /// The send-policy service, when `[policy]` is configured.
+    pub policy: Option<PolicyService>,
+    pub tokens: Arc<TokenVerifier>,
 }
 
 impl HttpState {
@@ -49,10 +64,18 @@ impl HttpState {
             settings.public_base_url.clone(),
         )
         .with_mailer(app.mailer.clone(), app.config.reminders.clone());
-        if let Some(auth) = auth {
+        if let Some(auth) = auth.clone() {
             passwords = passwords.on_change(Arc::new(move |login| auth.forget(login)));
         }
-        Self { passwords, store: app.store.clone(), settings: Arc::new(settings.clone()) }
+        Self {
+            passwords,
+            store: app.store.clone(),
+            settings: Arc::new(settings.clone()),
+            auth,
+            identities: app.identities.clone(),
+            policy: app.policy.clone(),
+            tokens: Arc::new(TokenVerifier::new(settings.tokens.clone())),
+        }
     }
 
     /// The client: the peer, or the address a trusted proxy forwarded.
@@ -64,9 +87,38 @@ impl HttpState {
 /// Every route.
 pub fn router(state: HttpState) -> Router {
     password_page::routes()
+        .merge(api::routes())
+        .merge(ops::routes())
+        .merge(admin::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(timing))
         .with_state(state)
+}
+
+/// API paths answer in the API's error shape; pages in plain text.
+async fn not_found(uri: Uri) -> Response {
+    if uri.path().starts_with("/v1/") {
+        return api::not_found().await.into_response();
+    }
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    if uri.path().starts_with("/v1/") {
+        return api::ApiError::new(api::Code::MethodNotAllowed, "method not allowed on this route").into_response();
+    }
+    (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").into_response()
+}
+
+/// The `http` latency histogram, for every request.
+async fn timing(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    crate::metrics::observe_request(crate::metrics::HTTP, started.elapsed());
+    response
 }
 
 /// Binds `[http] listen` and serves until shutdown. Registered in
@@ -77,15 +129,26 @@ pub async fn start(
     auth: Option<Arc<Authenticator>>,
     mut shutdown: Shutdown,
 ) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| ServeError::Listen { address: settings.listen.to_string(), source })?;
-    tracing::info!(listen = %settings.listen, base = %settings.public_base_url, "HTTP listener ready");
+    let listen_error = |source| ServeError::Listen { address: settings.listen.to_string(), source };
+    let tls = match &settings.tls {
+        Some(files) => Some(tls::acceptor(files).map_err(|e| listen_error(std::io::Error::other(e.to_string())))?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(listen_error)?;
+    tracing::info!(listen = %settings.listen, base = %settings.public_base_url, tls = tls.is_some(), "HTTP listener ready");
     let state = HttpState::from_app(&app, &settings, auth);
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
-        .map_err(|source| ServeError::Listen { address: settings.listen.to_string(), source })
+    tokio::spawn(ops::watch_health(app.directory.clone(), app.store.clone(), shutdown.clone()));
+    let app = router(state);
+    match tls {
+        Some(acceptor) => {
+            tls::serve(listener, acceptor, app, shutdown).await;
+            Ok(())
+        }
+        None => axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await
+            .map_err(listen_error),
+    }
 }
 
 async fn security_headers(request: Request, next: Next) -> Response {

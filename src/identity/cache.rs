@@ -73,8 +73,10 @@ impl IdentityCache {
     pub async fn get(&self, typed: &str) -> Result<Option<Arc<Identity>>> {
         let (key, hash) = fold(typed);
         if let Some(hit) = self.cached(&key, hash, Instant::now()) {
+            crate::metrics::identity_cache(true);
             return Ok(hit);
         }
+        crate::metrics::identity_cache(false);
         self.fetch(key.into_owned().into_boxed_str(), hash).await
     }
 

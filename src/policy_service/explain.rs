@@ -132,6 +132,37 @@ pub struct StepLine {
     pub rule: String,
     pub decided_by: Option<String>,
     pub observed: Vec<String>,
+    /// The audit reference of a refusal (only when the run was charged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Whether this stage let the message through.
+    pub accepted: bool,
+}
+
+/// A whole message to run through the stages.
+#[derive(Clone, Debug, Default)]
+pub struct Message {
+    pub login: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub size: u64,
+    pub client_address: Option<String>,
+    /// Attachments and headers, when the caller knows them.
+    pub content: Option<crate::policy::ContentFacts>,
+}
+
+/// How [`simulate`] asks the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// `explain`: preview every recipient (a refused one does not stop the
+    /// others, as in Postfix), charge nothing, audit nothing.
+    Explain,
+    /// A dry run that stops at the first refusal.
+    DryRun,
+    /// The real decision (`check_as` with `front_end`): counters charged
+    /// once at END-OF-MESSAGE, refusals audited; stops at the first
+    /// refusal.
+    Charge { front_end: &'static str },
 }
 
 /// What the server would answer for a message from `from` to `to` of
@@ -145,20 +176,49 @@ pub async fn message_report(
     size: u64,
     now: OffsetDateTime,
 ) -> Vec<StepLine> {
-    let base = SendRequest { sasl_username: Some(login.into()), sender: Some(from.into()), ..SendRequest::default() };
+    let message = Message { login: login.into(), from: from.into(), to: to.to_vec(), size, ..Message::default() };
+    simulate(service, &message, Run::Explain, now).await
+}
+
+/// Runs a message through the stages as Postfix would ask them: each
+/// RCPT, then DATA and END-OF-MESSAGE with the count of accepted
+/// recipients. One copy of this walk serves `explain` and the HTTP API.
+pub async fn simulate(service: &PolicyService, m: &Message, run: Run, now: OffsetDateTime) -> Vec<StepLine> {
+    let instance = match run {
+        Run::Charge { .. } => Some(format!("mw-{:016x}", rand::random::<u64>())),
+        _ => None,
+    };
+    let base = SendRequest {
+        sasl_username: Some(m.login.clone()),
+        sender: Some(m.from.clone()),
+        client_address: m.client_address.clone(),
+        content: m.content.clone(),
+        instance,
+        ..SendRequest::default()
+    };
+    let ask = |req: SendRequest| async move {
+        match run {
+            Run::Charge { front_end } => service.check_as(front_end, &req, now).await.decision,
+            Run::Explain | Run::DryRun => service.preview(&req, now).await,
+        }
+    };
+    let stop_early = run != Run::Explain;
     let mut steps = Vec::new();
     let mut accepted = 0u32;
-    for rcpt in to {
+    for rcpt in &m.to {
         let req = SendRequest { stage: Some(Stage::Rcpt), recipient: Some(rcpt.clone()), ..base.clone() };
-        let d = service.preview(&req, now).await;
+        let d = ask(req).await;
         accepted += u32::from(d.is_accept());
         steps.push(step(Stage::Rcpt, Some(rcpt.clone()), &d));
+        if stop_early && !d.is_accept() {
+            return steps;
+        }
     }
     if accepted > 0 {
         for stage in [Stage::Data, Stage::EndOfMessage] {
-            let size = if stage == Stage::EndOfMessage { size } else { 0 };
+            let size = if stage == Stage::EndOfMessage { m.size } else { 0 };
             let req = SendRequest { stage: Some(stage), recipient_count: accepted, size, ..base.clone() };
-            let d = service.preview(&req, now).await;
+            let d = ask(req).await;
             let stop = !d.is_accept();
             steps.push(step(stage, None, &d));
             if stop {
@@ -181,6 +241,8 @@ fn step(stage: Stage, recipient: Option<String>, d: &Decision) -> StepLine {
         rule: d.rule(),
         decided_by: d.refusal.as_ref().and_then(|f| f.source.as_ref()).map(|s| s.to_string()),
         observed: d.observed.iter().map(|f| format!("{} {}", f.verdict.would(), f.rule_name())).collect(),
+        reference: d.reference.clone(),
+        accepted: d.is_accept(),
     }
 }
 

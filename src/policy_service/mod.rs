@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 
 use time::OffsetDateTime;
 
+use crate::audit_log::{clip, AuditLine, AuditLog};
 use crate::config::policy::{OutageAction, Unauthenticated};
 use crate::config::PolicySettings;
 use crate::directory::{AddressOwner, Directory};
@@ -73,6 +74,7 @@ pub struct PolicyService {
     store: Arc<dyn Store>,
     limiter: RateLimiter,
     lists: ListCache,
+    audit: AuditLog,
 }
 
 impl PolicyService {
@@ -85,7 +87,14 @@ impl PolicyService {
             identities,
             directory,
             store,
+            audit: AuditLog::disabled(),
         }
+    }
+
+    /// Writes every decision to the JSON-lines audit log too.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// The settings in force.
@@ -112,12 +121,21 @@ impl PolicyService {
         &self.limiter
     }
 
-    /// Decides one request and records it when something was refused.
+    /// Decides one request for the policy delegation front end; see
+    /// [`check_as`](Self::check_as).
     pub async fn check(&self, req: &SendRequest, now: OffsetDateTime) -> Outcome {
+        self.check_as(crate::metrics::POLICY, req, now).await
+    }
+
+    /// Decides one request and records it when something was refused.
+    /// `front_end` (`crate::metrics::{POLICY, MILTER, HTTP}`) labels the
+    /// metric and the audit line.
+    pub async fn check_as(&self, front_end: &'static str, req: &SendRequest, now: OffsetDateTime) -> Outcome {
         let settings = self.settings();
         let mut trace = Trace::default();
         let decision = self.decide(&settings, req, now, false, &mut trace).await;
         let decision = self.finish(&settings, req, decision, &trace, now).await;
+        self.log_line(front_end, req, &decision, &trace, now);
         let prepend = settings.prepend_header && decision.is_accept() && req.stage == Some(Stage::Data);
         Outcome {
             decision,
@@ -303,6 +321,36 @@ impl PolicyService {
             tracing::warn!(error = %e, reference = %reference, "cannot write the policy audit record");
         }
         decision
+    }
+}
+
+impl PolicyService {
+    /// The decision's metric and its line in the JSON audit file.
+    fn log_line(&self, front_end: &'static str, req: &SendRequest, d: &Decision, trace: &Trace, now: OffsetDateTime) {
+        let action = match d.refusal.as_ref().map(|f| f.verdict) {
+            None => "accept",
+            Some(Verdict::Reject) => "reject",
+            Some(Verdict::Defer) => "defer",
+        };
+        crate::metrics::policy_decision(front_end, d.rule(), action);
+        if !self.audit.is_enabled() {
+            return;
+        }
+        let login = trace.identity.as_ref().map(|i| i.login.as_str()).or(req.sasl_username.as_deref());
+        self.audit.write(&AuditLine {
+            time: now,
+            kind: "policy",
+            front_end,
+            login: login.map(clip),
+            client: req.client_address.clone().filter(|c| !c.is_empty()),
+            outcome: action,
+            rule: d.rule(),
+            reference: d.reference.as_deref(),
+            stage: req.stage.map(|s| format!("{s:?}")),
+            sender: req.sender.as_deref().map(clip),
+            recipient: req.recipient.as_deref().map(clip),
+            observed: d.observed.iter().map(|f| format!("{} {}", f.verdict.would(), f.rule_name())).collect(),
+        });
     }
 }
 

@@ -144,6 +144,7 @@ impl Job<'_> {
         });
         match mailer.send(&mail.address, Some(&mail.display_name), mail.stage.template(), &context).await {
             Ok(()) => {
+                crate::metrics::reminder_sent();
                 let keep = (mail.expires_at - now).unsigned_abs() + LEDGER_GRACE;
                 self.store.set(key, b"sent", Some(keep)).await?;
                 tracing::info!(login = %mail.login, stage = %mail.stage.key(), "reminder sent");

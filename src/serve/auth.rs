@@ -37,7 +37,10 @@ pub fn start(
     let mode = match app.config.store {
         StoreSettings::Sqlite { .. } => ThrottleMode::Local,
     };
-    let authenticator = Arc::new(Authenticator::new(app.identities.clone(), app.store.clone(), settings.clone(), mode));
+    let authenticator = Arc::new(
+        Authenticator::new(app.identities.clone(), app.store.clone(), settings.clone(), mode)
+            .with_audit(app.audit.clone()),
+    );
     let mut inherited = Inherited::from_env();
     let dovecot = DovecotAuthServer::new(authenticator.clone(), &settings.dovecot);
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use crate::audit_log::AuditLog;
 use crate::config::{Config, StoreSettings};
 use crate::directory::{self, Directory, DirectoryError};
 use crate::identity::IdentityCache;
@@ -32,6 +33,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("mailer: {0}")]
     Mailer(#[from] MailerError),
+    #[error("{0}")]
+    Audit(#[from] crate::audit_log::AuditError),
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
 }
@@ -47,6 +50,8 @@ pub struct App {
     pub policy: Option<PolicyService>,
     /// Present when `[mailer]` is configured.
     pub mailer: Option<Arc<Mailer>>,
+    /// The JSON-lines decision log (`[audit]`); disabled when absent.
+    pub audit: AuditLog,
 }
 
 impl App {
@@ -55,9 +60,13 @@ impl App {
         let directory = directory::open(&config.directory).await?;
         let store = open_store(&config.store)?;
         let identities = IdentityCache::new(directory.clone(), config.identity.clone());
-        let policy = config.policy.clone().map(|p| PolicyService::new(p, identities.clone(), store.clone()));
+        let audit = config.audit.as_ref().map(AuditLog::open).transpose()?.unwrap_or_default();
+        let policy = config
+            .policy
+            .clone()
+            .map(|p| PolicyService::new(p, identities.clone(), store.clone()).with_audit(audit.clone()));
         let mailer = config.mailer.as_ref().map(Mailer::new).transpose()?.map(Arc::new);
-        Ok(App { config: Arc::new(config), directory, identities, store, mailer, policy })
+        Ok(App { config: Arc::new(config), directory, identities, store, mailer, policy, audit })
     }
 }
 

@@ -17,6 +17,8 @@ mod auth_saslauthd_battery;
 mod auth_stack;
 mod cli;
 mod config;
+mod http_admin;
+mod http_api;
 mod ldap;
 mod ldif;
 mod password_browser;

@@ -21,7 +21,7 @@ use crate::password_http::web;
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A chromedriver with one headless Chromium session.
-struct Browser {
+pub struct Browser {
     _driver: ChildGuard,
     _profile: tempfile::TempDir,
     session: String,
@@ -29,7 +29,12 @@ struct Browser {
 }
 
 impl Browser {
-    fn start() -> Browser {
+    pub fn start() -> Browser {
+        Self::start_in("password-browser")
+    }
+
+    /// Screenshots go to `<target>/test-output/<shots>/`.
+    pub fn start_in(shots: &str) -> Browser {
         require_program("/usr/bin/chromium", "chromium").unwrap();
         require_program("/usr/bin/chromedriver", "chromium-driver").unwrap();
         let port = free_port();
@@ -68,12 +73,12 @@ impl Browser {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-        let shots = target.join("test-output/password-browser");
+        let shots = target.join("test-output").join(shots);
         std::fs::create_dir_all(&shots).unwrap();
         Browser { _driver: driver, _profile: profile, session: format!("{base}/session/{session}"), shots }
     }
 
-    fn post(&self, path: &str, body: Value) -> Value {
+    pub fn post(&self, path: &str, body: Value) -> Value {
         let r = ureq::post(&format!("{}{path}", self.session)).send_json(body);
         match r {
             Ok(r) => r.into_json::<Value>().unwrap()["value"].clone(),
@@ -82,41 +87,41 @@ impl Browser {
         }
     }
 
-    fn get(&self, path: &str) -> Value {
+    pub fn get(&self, path: &str) -> Value {
         ureq::get(&format!("{}{path}", self.session)).call().unwrap().into_json::<Value>().unwrap()["value"].clone()
     }
 
-    fn open(&self, url: &str) {
+    pub fn open(&self, url: &str) {
         self.post("/url", json!({ "url": url }));
     }
 
-    fn find(&self, css: &str) -> String {
+    pub fn find(&self, css: &str) -> String {
         let v = self.post("/element", json!({"using": "css selector", "value": css}));
         v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_owned()
     }
 
-    fn type_into(&self, css: &str, text: &str) {
+    pub fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css);
         self.post(&format!("/element/{id}/clear"), json!({}));
         self.post(&format!("/element/{id}/value"), json!({ "text": text }));
     }
 
-    fn click(&self, css: &str) {
+    pub fn click(&self, css: &str) {
         let id = self.find(css);
         self.post(&format!("/element/{id}/click"), json!({}));
     }
 
-    fn text(&self, css: &str) -> String {
+    pub fn text(&self, css: &str) -> String {
         let id = self.find(css);
         self.get(&format!("/element/{id}/text")).as_str().unwrap_or_default().to_owned()
     }
 
-    fn script(&self, js: &str) -> Value {
+    pub fn script(&self, js: &str) -> Value {
         self.post("/execute/sync", json!({ "script": js, "args": [] }))
     }
 
     /// Polls `js` (which returns a boolean) until true.
-    fn wait_for(&self, what: &str, js: &str) {
+    pub fn wait_for(&self, what: &str, js: &str) {
         let end = Instant::now() + Duration::from_secs(15);
         while Instant::now() < end {
             if self.script(js) == json!(true) {
@@ -127,7 +132,7 @@ impl Browser {
         panic!("timed out waiting for {what}");
     }
 
-    fn screenshot(&self, name: &str) {
+    pub fn screenshot(&self, name: &str) {
         let png = self.get("/screenshot");
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), bytes).unwrap();

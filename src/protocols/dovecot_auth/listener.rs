@@ -141,7 +141,9 @@ impl DovecotAuthServer {
                 }
                 Step::Authenticate { id, request } => {
                     let typed = request.login.clone();
+                    let started = std::time::Instant::now();
                     let decision = self.auth.authenticate(request).await;
+                    crate::metrics::observe_request(crate::metrics::DOVECOT_AUTH, started.elapsed());
                     decision.wait().await;
                     step = session.finish(id, &typed, &decision);
                 }

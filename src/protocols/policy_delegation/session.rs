@@ -90,7 +90,9 @@ impl Session {
     /// Answers one request.
     pub async fn handle(&self, req: &Request, now: OffsetDateTime) -> Result<String, SessionError> {
         let send = to_send_request(req)?;
+        let started = std::time::Instant::now();
         let outcome = self.service.check(&send, now).await;
+        crate::metrics::observe_request(crate::metrics::POLICY, started.elapsed());
         Ok(action(&outcome))
     }
 }

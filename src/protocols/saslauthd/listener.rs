@@ -66,7 +66,9 @@ impl SaslauthdServer {
                     client,
                     protocol: Protocol::Saslauthd,
                 };
+                let started = std::time::Instant::now();
                 let decision = self.auth.authenticate(request).await;
+                crate::metrics::observe_request(crate::metrics::SASLAUTHD, started.elapsed());
                 decision.wait().await;
                 encode_reply(decision.is_accepted(), &decision.reply_text)
             }

@@ -1,0 +1,321 @@
+//! `/admin`: read-only pages for administrators. The config file stays
+//! the source of truth; nothing here writes policy.
+//!
+//! Sign-in takes an API token with the `admin` scope (a form with a CSRF
+//! token, as the password page does) and sets a session cookie
+//! (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` behind an
+//! https base URL). The session lives in the store under the SHA-256 of
+//! its id, so reading the store yields no usable cookie. A request with
+//! `Authorization: Bearer <admin token>` works without a session (for
+//! scripts). With `[http] admin_group`, members of that directory group
+//! (direct or nested) may sign in with their own login and password,
+//! checked by the AUTH core (same throttle, failure delay and audit line
+//! as every other AUTH).
+
+mod view;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use base64::Engine;
+use maud::Markup;
+use rand::RngCore;
+use secrecy::SecretString;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{csrf, HttpState};
+use crate::auth::{AuthRequest, Protocol};
+use crate::config::http::Scope;
+use crate::policy_service::explain::{self, ExplainError};
+use view::MappingRow;
+
+pub const COOKIE: &str = "mw_admin";
+/// How long a sign-in lasts.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
+const CSS: &str = include_str!("../assets/admin.css");
+/// Decisions shown per table.
+const SHOWN: usize = 50;
+
+pub fn routes() -> Router<HttpState> {
+    Router::new()
+        .route("/admin", get(overview))
+        .route("/admin/login", get(login_form).post(login))
+        .route("/admin/logout", post(logout))
+        .route("/admin/user", get(user))
+        .route("/admin/static/admin.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }))
+}
+
+fn session_key(id: &str) -> String {
+    let digest = Sha256::digest(id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("admin:session:{hex}")
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Who is signed in: the token name, or `None`.
+async fn signed_in(s: &HttpState, headers: &HeaderMap) -> Result<Option<String>, Response> {
+    if let Some(token) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Ok(match s.tokens.verify(token.trim()).await {
+            Some(g) if g.allows(Scope::Admin) => Some(g.name.clone()),
+            _ => None,
+        });
+    }
+    let Some(id) = cookie_value(headers, COOKIE).filter(|v| !v.is_empty() && v.len() <= 64) else {
+        return Ok(None);
+    };
+    match s.store.get(&session_key(id)).await {
+        Ok(Some(name)) => Ok(Some(String::from_utf8_lossy(&name).into_owned())),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::error!(error = %e, "store unavailable; cannot check the admin session");
+            Err(html(StatusCode::SERVICE_UNAVAILABLE, view::plain(base(s), "Unavailable", "The store cannot answer.")))
+        }
+    }
+}
+
+/// The page, or the way to the sign-in form.
+macro_rules! require_admin {
+    ($s:expr, $headers:expr) => {
+        match signed_in(&$s, &$headers).await {
+            Ok(Some(name)) => name,
+            Ok(None) => return Redirect::to(&format!("{}/admin/login", base(&$s))).into_response(),
+            Err(r) => return r,
+        }
+    };
+}
+
+async fn overview(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+    require_admin!(s, headers);
+    let mut rows = Vec::new();
+    if let Some(policy) = &s.policy {
+        let settings = policy.settings();
+        let set = &settings.set;
+        for (group, profile) in &set.group_profiles {
+            let p = set.profiles.iter().find(|p| p.name == *profile);
+            rows.push(MappingRow {
+                group: group.clone(),
+                profile: profile.to_string(),
+                priority: p.map(|p| p.priority.to_string()).unwrap_or_default(),
+                mode: p
+                    .and_then(|p| p.mode)
+                    .map(|m| format!("{m:?}"))
+                    .unwrap_or_else(|| format!("{:?} (global)", set.mode)),
+            });
+        }
+        rows.push(MappingRow {
+            group: "(everyone else)".into(),
+            profile: set.default.name.to_string(),
+            priority: "last".into(),
+            mode: format!("{:?} (global)", set.mode),
+        });
+    }
+    let refusals = match s.policy {
+        Some(_) => match super::api::policy::recent(&s, SHOWN, None).await {
+            Ok(r) => r.into_iter().filter(|r| r.rule != "accepted").collect(),
+            Err(_) => return unavailable(&s),
+        },
+        None => Vec::new(),
+    };
+    html(StatusCode::OK, view::overview(base(&s), &rows, &refusals, s.policy.is_some()))
+}
+
+#[derive(Deserialize)]
+struct UserQuery {
+    #[serde(default)]
+    login: String,
+}
+
+async fn user(State(s): State<HttpState>, headers: HeaderMap, Query(q): Query<UserQuery>) -> Response {
+    require_admin!(s, headers);
+    let typed = q.login.trim();
+    if typed.is_empty() {
+        return html(StatusCode::OK, view::user_form(base(&s), "", None));
+    }
+    if typed.len() > crate::auth::MAX_LOGIN_LEN || typed.chars().any(char::is_control) {
+        return html(StatusCode::BAD_REQUEST, view::user_form(base(&s), "", Some("That is not a login.")));
+    }
+    let Some(policy) = &s.policy else {
+        return html(StatusCode::OK, view::user_form(base(&s), typed, Some("No [policy] section is configured.")));
+    };
+    match explain::policy_report(policy, typed, None, OffsetDateTime::now_utc()).await {
+        Ok(report) => {
+            let recent = match super::api::policy::recent(&s, SHOWN, Some(&report.login)).await {
+                Ok(r) => r,
+                Err(_) => return unavailable(&s),
+            };
+            html(StatusCode::OK, view::user(base(&s), &report, &recent))
+        }
+        Err(ExplainError::UnknownUser(_)) => {
+            html(StatusCode::NOT_FOUND, view::user_form(base(&s), typed, Some("No such login in the directory.")))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "admin page: lookup failed");
+            unavailable(&s)
+        }
+    }
+}
+
+async fn login_form(State(s): State<HttpState>) -> Response {
+    form_page(&s, StatusCode::OK, None).await
+}
+
+async fn form_page(s: &HttpState, status: StatusCode, error: Option<&str>) -> Response {
+    let token = match csrf::issue(&s.store).await {
+        Ok(t) => t,
+        Err(_) => return unavailable(s),
+    };
+    let directory = s.settings.admin_group.is_some() && s.auth.is_some();
+    let mut response = html(status, view::login(base(s), &token, error, directory));
+    if let Ok(v) = csrf::set_cookie(&token, secure(s)).parse() {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn login(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let LoginForm { csrf: csrf_token, token, login, password } = form;
+    let token = zeroize::Zeroizing::new(token);
+    let password = SecretString::from(password);
+    let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(csrf::from_cookie_header);
+    match csrf::consume(&s.store, csrf_token.as_deref(), cookie).await {
+        Ok(true) if same_origin(&s, &headers) => {}
+        Ok(_) => {
+            tracing::warn!(target: "audit", event = "admin.forbidden", reason = "csrf");
+            let text = "This form has expired or was not sent from this page. Open the page again and retry.";
+            return html(StatusCode::FORBIDDEN, view::plain(base(&s), "Request refused", text));
+        }
+        Err(_) => return unavailable(&s),
+    }
+    let who = if !login.trim().is_empty() {
+        match directory_admin(&s, login, password, s.client(peer, &headers)).await {
+            Some(name) => name,
+            None => {
+                tracing::warn!(target: "audit", event = "admin.sign_in_refused", method = "directory");
+                return form_page(&s, StatusCode::UNAUTHORIZED, Some("Sign-in refused.")).await;
+            }
+        }
+    } else {
+        let grant = s.tokens.verify(token.trim()).await;
+        let Some(grant) = grant.filter(|g| g.allows(Scope::Admin)) else {
+            tracing::warn!(target: "audit", event = "admin.sign_in_refused", method = "token");
+            return form_page(&s, StatusCode::UNAUTHORIZED, Some("That is not an admin token.")).await;
+        };
+        format!("token:{}", grant.name)
+    };
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    if s.store.set(&session_key(&id), who.as_bytes(), Some(SESSION_LIFETIME)).await.is_err() {
+        return unavailable(&s);
+    }
+    tracing::info!(target: "audit", event = "admin.signed_in", who = %who);
+    let mut response = Redirect::to(&format!("{}/admin", base(&s))).into_response();
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_LIFETIME.as_secs(),
+        if secure(&s) { "; Secure" } else { "" }
+    );
+    if let Ok(v) = cookie.parse() {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// A directory sign-in: the AUTH core accepts the password and the user
+/// is in `admin_group`. Refusals are generic and wait out the AUTH
+/// failure delay.
+async fn directory_admin(s: &HttpState, login: String, password: SecretString, client: IpAddr) -> Option<String> {
+    let group = s.settings.admin_group.as_deref()?;
+    let auth = s.auth.as_ref()?;
+    let request = AuthRequest { login, authzid: None, password, client: Some(client), protocol: Protocol::Http };
+    let decision = auth.authenticate(request).await;
+    let member = match (decision.is_accepted(), &decision.login) {
+        (true, Some(login)) => match s.identities.get(login.as_str()).await {
+            Ok(Some(identity)) => identity.in_group(group),
+            _ => false,
+        },
+        _ => false,
+    };
+    if !member {
+        // A right password of a non-member waits like a wrong one.
+        match decision.not_before {
+            Some(_) => decision.wait().await,
+            None => tokio::time::sleep(auth.settings_failure_delay()).await,
+        }
+        return None;
+    }
+    decision.login.map(|l| format!("user:{l}"))
+}
+
+async fn logout(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie_value(&headers, COOKIE).filter(|v| !v.is_empty() && v.len() <= 64) {
+        let _ = s.store.delete(&session_key(id)).await;
+    }
+    let mut response = Redirect::to(&format!("{}/admin/login", base(&s))).into_response();
+    if let Ok(v) = format!("{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0").parse() {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+fn same_origin(s: &HttpState, headers: &HeaderMap) -> bool {
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return false;
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => origin.eq_ignore_ascii_case(&s.settings.public_origin),
+    }
+}
+
+fn secure(s: &HttpState) -> bool {
+    s.settings.public_base_url.starts_with("https://")
+}
+
+fn base(s: &HttpState) -> &str {
+    &s.settings.public_base_url
+}
+
+fn html(status: StatusCode, markup: Markup) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response()
+}
+
+fn unavailable(s: &HttpState) -> Response {
+    let text = "The directory or the store cannot answer right now. Try again in a few minutes.";
+    html(StatusCode::SERVICE_UNAVAILABLE, view::plain(base(s), "Temporarily unavailable", text))
+}
