@@ -170,7 +170,9 @@ async fn submit(
     }
     let request = ChangeRequest { login: &login, current: &current, new: &new, client: Some(client) };
     match s.passwords.change(&request, OffsetDateTime::now_utc()).await {
-        Ok(ChangeResult::Changed) => html(StatusCode::OK, view::changed(base(&s), &login)),
+        Ok(ChangeResult::Changed) => {
+            html(StatusCode::OK, view::changed(base(&s), &login, s.passwords.sends_confirmations()))
+        }
         Ok(ChangeResult::Refused(refusal)) => {
             let (status, text, verdicts) = match refusal {
                 Refusal::Throttled => {

@@ -128,8 +128,9 @@ pub fn rules_list(rules: &[Verdict]) -> Markup {
     }
 }
 
-/// After a successful change.
-pub fn changed(base: &str, login: &str) -> Markup {
+/// After a successful change. `confirms`: a mailer is configured, so a
+/// confirmation goes out (the page must not promise one that never comes).
+pub fn changed(base: &str, login: &str, confirms: bool) -> Markup {
     page(
         base,
         "Password changed",
@@ -137,7 +138,8 @@ pub fn changed(base: &str, login: &str) -> Markup {
             h1 { "Password changed" }
             div id="notice" class="notice success" role="alert" {
                 "The password of " strong { (login) } " was changed. "
-                "Use the new password in your mail program now; a confirmation mail is on its way."
+                "Use the new password in your mail program now."
+                @if confirms { " A confirmation mail is on its way." }
             }
             p { a href={ (base) "/password" } { "Change another password" } }
         },

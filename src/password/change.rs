@@ -115,6 +115,11 @@ impl PasswordService {
         Self { identities, store, settings, public_base_url, mailer: None, reminders: None, listeners: Vec::new() }
     }
 
+    /// Whether a successful change is confirmed by mail.
+    pub fn sends_confirmations(&self) -> bool {
+        self.mailer.is_some()
+    }
+
     /// Sends confirmations with `mailer` (times in the reminders' time
     /// zone, else UTC); without one they are queued in the store.
     pub fn with_mailer(mut self, mailer: Option<Arc<Mailer>>, reminders: Option<ReminderSettings>) -> Self {

@@ -80,8 +80,8 @@ pub struct SeedUser {
 }
 
 /// The cast of DESIGN.md (alice … heidi), plus users that tests which
-/// write own: ivan, judy, kim, mona, olga, pete (password changes), lars
-/// and victor (failure counts).
+/// write own: ivan, judy, kim, mona, olga, pete, quinn, ruth (password
+/// changes), lars and victor (failure counts).
 pub const USERS: &[SeedUser] = &[
     SeedUser {
         login: "alice",
@@ -110,6 +110,8 @@ pub const USERS: &[SeedUser] = &[
     SeedUser { login: "mona", cn: "Mona Diaz", groups: &["staff"], aliases: &[], state: SeedState::MustChange },
     SeedUser { login: "olga", cn: "Olga Novak", groups: &["staff"], aliases: &[], state: SeedState::Active },
     SeedUser { login: "pete", cn: "Pete Quinn", groups: &["staff"], aliases: &[], state: SeedState::Expired },
+    SeedUser { login: "quinn", cn: "Quinn Avery", groups: &["staff"], aliases: &[], state: SeedState::Active },
+    SeedUser { login: "ruth", cn: "Ruth Olsen", groups: &["staff"], aliases: &[], state: SeedState::Expired },
     SeedUser { login: "victor", cn: "Victor Hale", groups: &["staff"], aliases: &[], state: SeedState::Active },
 ];
 

@@ -4,6 +4,7 @@
 mod ad;
 mod ad_auth;
 mod ad_password;
+mod ad_password_browser;
 mod ad_policy;
 mod ad_postfix;
 mod auth_directory;
