@@ -224,10 +224,23 @@ impl PolicyService {
                 .await
             {
                 Ok(Charge::Charged(after)) => {
-                    for r in &after {
-                        if let Some(l) = limits.get(r.limit).filter(|l| r.used > l.limit) {
-                            tracing::warn!(login = %identity.login, limit = %l.name, used = r.used, "would_defer: rate limit passed (observe mode)");
-                        }
+                    // A limit in observe mode is counted but never caps: when
+                    // this message passed it, the rate rule runs again on the
+                    // counts before the charge, so the finding is observed
+                    // (logged, audited, explained) like any other rule's.
+                    let passed = after.iter().any(|r| limits.get(r.limit).is_some_and(|l| r.used > l.limit));
+                    if passed {
+                        let before: Vec<CounterReading> = after
+                            .iter()
+                            .map(|r| {
+                                let spent = limits
+                                    .get(r.limit)
+                                    .map_or(0, |l| crate::policy::evaluate::cost(l, req.recipient_count));
+                                CounterReading { used: r.used.saturating_sub(spent), ..r.clone() }
+                            })
+                            .collect();
+                        let observed = evaluate(set, &policy, &facts, &before, now).observed;
+                        decision.observed.extend(observed.into_iter().filter(|f| f.rule == RuleKind::RateLimit));
                     }
                     readings = after;
                 }
