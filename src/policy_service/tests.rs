@@ -171,3 +171,27 @@ async fn global_observe_mode_lets_through_but_records() {
     assert_eq!(record.rule, "accepted");
     assert!(record.observed[0].starts_with("would_reject external_recipients"), "{:?}", record.observed);
 }
+
+#[tokio::test]
+async fn a_rate_limit_in_observe_mode_is_counted_and_observed_but_never_defers() {
+    let (_d, s) = service(|p| {
+        let mut set = (*p.set).clone();
+        set.default.fields.rate_limits = Some(Arc::from(vec![crate::policy::RateLimit {
+            name: "user_messages_1d".into(),
+            per: crate::policy::LimitSubject::User,
+            count: crate::policy::Counted::Messages,
+            limit: 1,
+            window: std::time::Duration::from_secs(86_400),
+        }]));
+        set.rule_modes.insert(RuleKind::RateLimit, Mode::Observe);
+        p.set = Arc::new(set);
+    })
+    .await;
+    let first = s.check(&eom("bob", "bob@example.com", 1, "o1"), NOW).await;
+    assert!(first.decision.is_accept() && first.decision.observed.is_empty());
+    let second = s.check(&eom("bob", "bob@example.com", 1, "o2"), NOW).await;
+    assert!(second.decision.is_accept(), "observe mode never defers");
+    let observed: Vec<_> = second.decision.observed.iter().map(|f| f.rule).collect();
+    assert_eq!(observed, [RuleKind::RateLimit], "{:?}", second.decision.observed);
+    assert!(second.decision.reference.is_some(), "an observed finding is audited with a reference");
+}
