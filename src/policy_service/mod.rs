@@ -54,6 +54,17 @@ pub struct SendRequest {
     pub content: Option<crate::policy::ContentFacts>,
 }
 
+/// What a check does with the rate-limit counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rates {
+    /// Read at DATA, charge at END-OF-MESSAGE (once per `instance`).
+    Charge,
+    /// Read only, never charge (`explain`).
+    Read,
+    /// Leave the rate limits to another front end: neither read nor charge.
+    Skip,
+}
+
 /// The answer, with what front ends need to format it.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -114,9 +125,16 @@ impl PolicyService {
 
     /// Decides one request and records it when something was refused.
     pub async fn check(&self, req: &SendRequest, now: OffsetDateTime) -> Outcome {
+        self.check_with(req, now, Rates::Charge).await
+    }
+
+    /// [`check`](Self::check), choosing what happens to the rate limits.
+    /// The milter uses [`Rates::Skip`] when the policy service already
+    /// charges the message at END-OF-MESSAGE, so a message is counted once.
+    pub async fn check_with(&self, req: &SendRequest, now: OffsetDateTime, rates: Rates) -> Outcome {
         let settings = self.settings();
         let mut trace = Trace::default();
-        let decision = self.decide(&settings, req, now, false, &mut trace).await;
+        let decision = self.decide(&settings, req, now, rates, &mut trace).await;
         let decision = self.finish(&settings, req, decision, &trace, now).await;
         let prepend = settings.prepend_header && decision.is_accept() && req.stage == Some(Stage::Data);
         Outcome {
@@ -130,7 +148,7 @@ impl PolicyService {
     /// or writing the audit log (`explain`).
     pub async fn preview(&self, req: &SendRequest, now: OffsetDateTime) -> Decision {
         let settings = self.settings();
-        self.decide(&settings, req, now, true, &mut Trace::default()).await
+        self.decide(&settings, req, now, Rates::Read, &mut Trace::default()).await
     }
 
     async fn decide(
@@ -138,9 +156,10 @@ impl PolicyService {
         settings: &PolicySettings,
         req: &SendRequest,
         now: OffsetDateTime,
-        dry_run: bool,
+        rates: Rates,
         trace: &mut Trace,
     ) -> Decision {
+        let dry_run = rates == Rates::Read;
         let set = &settings.set;
         let stage = match req.stage {
             Some(s @ (Stage::Mail | Stage::Rcpt | Stage::Data | Stage::EndOfMessage)) => s,
@@ -188,7 +207,7 @@ impl PolicyService {
             login: identity.login.as_str(),
             client_address: req.client_address.as_deref().filter(|a| !a.is_empty()),
         };
-        let limits = policy.limits();
+        let limits = if rates == Rates::Skip { &[][..] } else { policy.limits() };
         let mut readings = Vec::new();
         if (stage == Stage::Data || (dry_run && stage == Stage::EndOfMessage)) && !limits.is_empty() {
             match self.limiter.read(limits, subjects, now).await {
