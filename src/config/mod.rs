@@ -12,6 +12,7 @@ pub mod duration;
 pub mod http;
 pub mod identity;
 pub mod mailer;
+pub mod milter;
 pub mod password;
 pub mod policy;
 pub mod problems;
@@ -30,6 +31,7 @@ pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use http::HttpSettings;
 pub use identity::IdentitySettings;
 pub use mailer::MailerSettings;
+pub use milter::MilterSettings;
 pub use password::PasswordSettings;
 pub use policy::PolicySettings;
 pub use problems::{ConfigError, Problem, Problems};
@@ -38,7 +40,7 @@ pub use store::StoreSettings;
 
 /// The top-level tables a config file may have.
 const SECTIONS: &[&str] =
-    &["directory", "identity", "store", "auth", "mailer", "reminders", "policy", "http", "password"];
+    &["directory", "identity", "store", "auth", "mailer", "reminders", "policy", "http", "password", "milter"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -70,6 +72,9 @@ pub struct RawConfig {
     pub http: Option<http::RawHttp>,
     #[serde(default)]
     pub password: password::RawPassword,
+    /// The milter front end (header From, attachments); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milter: Option<milter::RawMilter>,
 }
 
 /// The validated configuration every component is built from.
@@ -84,6 +89,8 @@ pub struct Config {
     /// `None`: no HTTP listener.
     pub http: Option<HttpSettings>,
     pub password: PasswordSettings,
+    /// `None`: no milter listener.
+    pub milter: Option<MilterSettings>,
     pub mailer: Option<MailerSettings>,
     pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
@@ -125,6 +132,7 @@ impl Config {
         let policy = section::<Option<policy::RawPolicy>>(&mut p, &table, "policy", Some(None));
         let http = section::<Option<http::RawHttp>>(&mut p, &table, "http", Some(None));
         let password = section::<password::RawPassword>(&mut p, &table, "password", Some(Default::default()));
+        let milter = section::<Option<milter::RawMilter>>(&mut p, &table, "milter", Some(None));
 
         let (
             Some(directory),
@@ -140,7 +148,10 @@ impl Config {
         else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password };
+        let Some(milter) = milter else {
+            return Err(fail(p.errors));
+        };
+        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password, milter };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
@@ -150,6 +161,10 @@ impl Config {
         let policy = raw.policy.as_ref().map(|r| r.validate(&mut p, base_dir));
         let http = raw.http.as_ref().map(|h| h.validate(&mut p, base_dir));
         let password = raw.password.validate(&mut p, base_dir);
+        let milter = raw.milter.as_ref().and_then(|m| m.validate(&mut p, base_dir));
+        if milter.is_some() && raw.policy.is_none() {
+            p.error("milter", "the milter decides with the [policy] profiles: add a [policy] section");
+        }
         if reminders.is_some() && mailer.is_none() {
             p.error("reminders", "reminders need a [mailer] section to send with");
         }
@@ -165,6 +180,7 @@ impl Config {
                     reminders: reminders.flatten(),
                     policy: policy.flatten(),
                     http: http.flatten(),
+                    milter,
                     password,
                     warnings: p.warnings,
                     raw,
