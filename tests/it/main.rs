@@ -16,6 +16,8 @@ mod cli;
 mod config;
 mod ldap;
 mod ldif;
+mod milter_postfix;
+mod milter_socket;
 mod password_browser;
 mod password_http;
 mod password_ldif;

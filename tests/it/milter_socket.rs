@@ -1,0 +1,140 @@
+//! The milter listener over real sockets (TCP and UNIX) against the test
+//! slapd, driven byte for byte as Postfix drives it: negotiation, several
+//! messages per connection, abort, quit; and the bad input a fuzzer would
+//! send (garbage, an oversized frame) closing only that connection.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mailwarrant::config::Config;
+use mailwarrant::protocols::milter::codec::{decode_reply, encode_command, Command, Reply};
+use mailwarrant::protocols::milter::listener::MilterListeners;
+use mailwarrant::serve::shutdown;
+use mailwarrant::testkit::slapd::Slapd;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+struct Server {
+    _slapd: Slapd,
+    dir: tempfile::TempDir,
+    tcp: std::net::SocketAddr,
+    _stop: shutdown::ShutdownTrigger,
+}
+
+async fn server() -> Server {
+    let slapd = tokio::task::spawn_blocking(Slapd::start).await.unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[auth.dovecot]\nlisten = []\n[store]\npath = \"s.sqlite\"\n[policy]\nlisten = \"\"\nunix_socket = \"policy.sock\"\n\
+         organisation_domains = [\"example.com\"]\ngroups = {{ interns = \"interns\" }}\n\
+         [policy.profiles.default]\nrequire_sender_match = true\nrequire_header_from_match = true\nmax_attachments = 2\n\
+         rate_limits = [{{ rate = \"2/1d\" }}]\n\
+         [policy.profiles.interns]\npriority = 1\nmay_send_attachments = false\n\
+         [milter]\nlisten = \"127.0.0.1:0\"\nunix_socket = \"milter.sock\"\n",
+        slapd.config_toml()
+    );
+    let config = Config::from_toml(&text, dir.path(), Path::new("milter-test.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let app = mailwarrant::serve::App::build(config).await.unwrap();
+    let listeners = MilterListeners::bind(app.config.milter.as_ref().unwrap()).await.unwrap();
+    let tcp = listeners.local_addr().unwrap();
+    let (stop, shutdown) = shutdown::channel();
+    tokio::spawn(listeners.serve(app.policy.clone().unwrap(), shutdown));
+    Server { _slapd: slapd, dir, tcp, _stop: stop }
+}
+
+async fn reply<S: AsyncRead + Unpin>(s: &mut S) -> Option<Reply> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(r) = decode_reply(&mut buf).unwrap() {
+            assert!(buf.is_empty(), "one reply expected, more bytes followed");
+            return Some(r);
+        }
+        match tokio::time::timeout(Duration::from_secs(20), s.read(&mut chunk)).await.expect("reply in time") {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn send<S: AsyncWrite + Unpin>(s: &mut S, commands: &[Command]) {
+    let bytes: Vec<u8> = commands.iter().flat_map(encode_command).collect();
+    s.write_all(&bytes).await.unwrap();
+}
+
+fn mail(login: &str, from_header: &str, body: &str) -> Vec<Command> {
+    vec![
+        Command::Macro { stage: b'M', pairs: vec![("{auth_authen}".into(), login.into())] },
+        Command::Mail(vec![format!("<{login}@example.com>")]),
+        Command::Rcpt(vec!["<bob@example.com>".into()]),
+        Command::Header { name: "From".into(), value: from_header.into() },
+        Command::Header { name: "Content-Type".into(), value: "multipart/mixed; boundary=b".into() },
+        Command::Body(body.as_bytes().to_vec()),
+    ]
+}
+
+const ONE_FILE: &str = "--b\r\n\r\ntext\r\n--b\r\nContent-Type: application/pdf\r\n\r\nPDF\r\n--b--\r\n";
+
+async fn postfix_like_session<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
+    send(&mut s, &[Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1f_ffff }]).await;
+    let Some(Reply::OptNeg { version: 6, protocol, .. }) = reply(&mut s).await else { panic!("negotiation") };
+    assert_ne!(protocol & 0x8_0000, 0, "no reply to body chunks");
+    // Message 1: fine.
+    send(&mut s, &mail("alice", "Alice <alice@example.com>", ONE_FILE)).await;
+    send(&mut s, &[Command::EndOfBody(vec![])]).await;
+    assert_eq!(reply(&mut s).await, Some(Reply::Continue));
+    // Message 2: aborted half-way (its spoofed From must not leak).
+    send(&mut s, &mail("alice", "bob@example.com", "x")).await;
+    send(&mut s, &[Command::Abort]).await;
+    // Message 3: carol (intern) with a file, same connection.
+    send(&mut s, &mail("carol", "carol@example.com", ONE_FILE)).await;
+    send(&mut s, &[Command::EndOfBody(vec![])]).await;
+    let Some(Reply::ReplyCode(text)) = reply(&mut s).await else { panic!() };
+    assert!(text.starts_with("550 5.7.1 carol may not send attachments (1 found); rule attachments (ref "), "{text}");
+    // Message 4: a spoofed From.
+    send(&mut s, &mail("alice", "bob@example.com", "hi\r\n")).await;
+    send(&mut s, &[Command::EndOfBody(vec![])]).await;
+    let Some(Reply::ReplyCode(text)) = reply(&mut s).await else { panic!() };
+    assert!(text.contains("header sender <bob@example.com> not owned by alice"), "{text}");
+    // Message 5, after an abort between messages: still fine (the rate
+    // limit of 2/1d is not charged by the milter by default).
+    send(&mut s, &[Command::Abort]).await;
+    send(&mut s, &mail("alice", "alice@example.com", ONE_FILE)).await;
+    send(&mut s, &[Command::EndOfBody(vec![])]).await;
+    assert_eq!(reply(&mut s).await, Some(Reply::Continue));
+    send(&mut s, &[Command::Quit]).await;
+    assert_eq!(reply(&mut s).await, None, "quit closes");
+}
+
+#[tokio::test]
+async fn messages_over_tcp_and_unix() {
+    let srv = server().await;
+    postfix_like_session(TcpStream::connect(srv.tcp).await.unwrap()).await;
+    postfix_like_session(UnixStream::connect(srv.dir.path().join("milter.sock")).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn bad_input_closes_that_connection_only() {
+    let srv = server().await;
+    let bad: Vec<Vec<u8>> = vec![
+        vec![0x00, 0x10, 0x00, 0x01, b'B'],          // 1 MiB + 1 frame
+        vec![0xff, 0xff, 0xff, 0xff, b'B', 1, 2, 3], // 4 GiB frame
+        vec![0, 0, 0, 0],                            // empty frame
+        vec![0, 0, 0, 1, b'Z'],                      // unknown command
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0, 0, 0, 4, b'O', 0, 0, 0], // short negotiation
+    ];
+    for bytes in bad {
+        let mut s = TcpStream::connect(srv.tcp).await.unwrap();
+        s.write_all(&bytes).await.unwrap();
+        assert_eq!(reply(&mut s).await, None, "{bytes:?} should close the connection");
+    }
+    // A client that sends a 2 MiB frame header then data: closed before
+    // the data is read.
+    let mut s = TcpStream::connect(srv.tcp).await.unwrap();
+    s.write_all(&[0, 0x20, 0, 0, b'B']).await.unwrap();
+    let _ = s.write_all(&vec![b'x'; 64 * 1024]).await;
+    assert_eq!(reply(&mut s).await, None);
+    // The listener still serves.
+    postfix_like_session(TcpStream::connect(srv.tcp).await.unwrap()).await;
+}
