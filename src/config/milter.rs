@@ -87,3 +87,33 @@ impl Validate for RawMilter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, ConfigError};
+
+    fn load(extra: &str) -> Result<Config, ConfigError> {
+        let text = format!("[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = \"demo-directory.ldif\"\n{extra}");
+        Config::from_toml(&text, &Path::new(env!("CARGO_MANIFEST_DIR")).join("config"), Path::new("t.toml"))
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = load("[policy]\n[milter]\n").unwrap_or_else(|e| panic!("{e}"));
+        let m = c.milter.unwrap();
+        assert_eq!(m.listen, Some("127.0.0.1:10050".parse().unwrap()));
+        assert!(!m.charge_rate_limits);
+        assert_eq!(m.idle_timeout, std::time::Duration::from_secs(330));
+
+        let e = load("[milter]\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = load("[milter]\nlisten = \"nowhere\"\nidle_timeout = \"soon\"\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        for needle in ["milter.listen", "milter.idle_timeout", "milter.max_connections", "add a [policy] section"] {
+            assert!(e.contains(needle), "{needle} not in {e}");
+        }
+    }
+}

@@ -162,7 +162,7 @@ impl Config {
         let http = raw.http.as_ref().map(|h| h.validate(&mut p, base_dir));
         let password = raw.password.validate(&mut p, base_dir);
         let milter = raw.milter.as_ref().and_then(|m| m.validate(&mut p, base_dir));
-        if milter.is_some() && raw.policy.is_none() {
+        if raw.milter.is_some() && raw.policy.is_none() {
             p.error("milter", "the milter decides with the [policy] profiles: add a [policy] section");
         }
         if reminders.is_some() && mailer.is_none() {

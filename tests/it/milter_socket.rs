@@ -22,15 +22,20 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with("", "").await
+}
+
+/// `policy_extra` goes into `[policy]`, `milter_extra` into `[milter]`.
+async fn server_with(policy_extra: &str, milter_extra: &str) -> Server {
     let slapd = tokio::task::spawn_blocking(Slapd::start).await.unwrap().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "{}\n[auth.dovecot]\nlisten = []\n[store]\npath = \"s.sqlite\"\n[policy]\nlisten = \"\"\nunix_socket = \"policy.sock\"\n\
-         organisation_domains = [\"example.com\"]\ngroups = {{ interns = \"interns\" }}\n\
+         organisation_domains = [\"example.com\"]\ngroups = {{ interns = \"interns\" }}\n{policy_extra}\n\
          [policy.profiles.default]\nrequire_sender_match = true\nrequire_header_from_match = true\nmax_attachments = 2\n\
          rate_limits = [{{ rate = \"2/1d\" }}]\n\
          [policy.profiles.interns]\npriority = 1\nmay_send_attachments = false\n\
-         [milter]\nlisten = \"127.0.0.1:0\"\nunix_socket = \"milter.sock\"\n",
+         [milter]\nlisten = \"127.0.0.1:0\"\nunix_socket = \"milter.sock\"\n{milter_extra}\n",
         slapd.config_toml()
     );
     let config = Config::from_toml(&text, dir.path(), Path::new("milter-test.toml")).unwrap_or_else(|e| panic!("{e}"));
@@ -137,4 +142,44 @@ async fn bad_input_closes_that_connection_only() {
     assert_eq!(reply(&mut s).await, None);
     // The listener still serves.
     postfix_like_session(TcpStream::connect(srv.tcp).await.unwrap()).await;
+}
+
+async fn verdict<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, mut commands: Vec<Command>, queue_id: &str) -> Reply {
+    commands.push(Command::Macro { stage: b'E', pairs: vec![("i".into(), queue_id.into())] });
+    commands.push(Command::EndOfBody(vec![]));
+    send(s, &commands).await;
+    reply(s).await.expect("a verdict")
+}
+
+#[tokio::test]
+async fn unauthenticated_mail_follows_the_policy_setting() {
+    let srv = server().await;
+    let mut s = TcpStream::connect(srv.tcp).await.unwrap();
+    send(&mut s, &[Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1f_ffff }]).await;
+    reply(&mut s).await.unwrap();
+    let mut anonymous = mail("alice", "alice@example.com", "hi\r\n");
+    anonymous.remove(0);
+    let Reply::ReplyCode(text) = verdict(&mut s, anonymous, "Q1").await else { panic!() };
+    assert!(text.starts_with("530 5.7.0 authentication required"), "{text}");
+}
+
+/// With `charge_rate_limits = true` the milter charges once per queue id
+/// (a retried end of message is not counted twice) and defers at the limit;
+/// `[policy.unauthenticated_by_context] milter = "dunno"` lets
+/// unauthenticated mail through the milter.
+#[tokio::test]
+async fn a_charging_milter_counts_each_message_once() {
+    let srv = server_with("unauthenticated_by_context = { milter = \"dunno\" }", "charge_rate_limits = true").await;
+    let mut s = TcpStream::connect(srv.tcp).await.unwrap();
+    send(&mut s, &[Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1f_ffff }]).await;
+    reply(&mut s).await.unwrap();
+    let ok = || mail("alice", "alice@example.com", "hi\r\n");
+    assert_eq!(verdict(&mut s, ok(), "Q1").await, Reply::Continue);
+    assert_eq!(verdict(&mut s, ok(), "Q1").await, Reply::Continue, "the same queue id again is not charged");
+    assert_eq!(verdict(&mut s, ok(), "Q2").await, Reply::Continue);
+    let Reply::ReplyCode(text) = verdict(&mut s, ok(), "Q3").await else { panic!() };
+    assert!(text.starts_with("450 4.7.1 rate limit user_messages_1d: 2/2 messages today"), "{text}");
+    let mut anonymous = ok();
+    anonymous.remove(0);
+    assert_eq!(verdict(&mut s, anonymous, "Q4").await, Reply::Continue);
 }
