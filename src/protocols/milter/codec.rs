@@ -5,13 +5,16 @@
 //! sendmail's `include/libmilter/mfdef.h` (checked against Postfix's
 //! `src/milter/milter8.c`, which defines its own copy).
 //!
-//! Why our own codec and not `miltr-server` (MIT): that crate drives the
-//! whole connection itself (its own read loop over a `futures` stream and a
-//! callback trait per stage), so it would bypass the project's accept loop,
-//! permits, idle timeout and shutdown handling that every other front end
-//! shares, and it pulls a second async I/O abstraction into the build. The
-//! part we need — a dozen fixed packet layouts — is small enough to own
-//! and to pin byte for byte in tests.
+//! Why our own codec and not `miltr-server` (MIT, evaluated): its
+//! `Server::handle_connection` owns the whole read/dispatch loop over
+//! `futures::io` streams (tokio sockets need `tokio-util`'s compat layer,
+//! plus `asynchronous-codec` in the build) and calls a callback trait per
+//! stage; the idle timeout and graceful shutdown that the shared accept
+//! loop gives every other front end would have to wrap it from outside,
+//! and its Postfix preset treats `abort` as `quit`, where we keep the
+//! connection and reset only the message. The part we need — a dozen fixed
+//! packet layouts — is small enough to own, to test without sockets, and
+//! to pin byte for byte.
 //!
 //! Limits: a frame longer than [`MAX_FRAME`] (1 MiB; Postfix never sends a
 //! body chunk over 65,535 bytes) is refused with [`CodecError::FrameTooLarge`]

@@ -150,9 +150,15 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, ctx: Conte
             return;
         }
         buf.reserve(missing(&buf).max(4096));
-        let read = tokio::select! {
-            r = tokio::time::timeout(ctx.idle_timeout, rd.read_buf(&mut buf)) => r,
-            _ = shutdown.wait() => continue,
+        let read = if shutdown.is_triggered() {
+            // Mid-packet at shutdown: let the packet finish (bounded by the
+            // idle timeout), then close between packets.
+            tokio::time::timeout(ctx.idle_timeout, rd.read_buf(&mut buf)).await
+        } else {
+            tokio::select! {
+                r = tokio::time::timeout(ctx.idle_timeout, rd.read_buf(&mut buf)) => r,
+                _ = shutdown.wait() => continue,
+            }
         };
         match read {
             Ok(Ok(0)) => return,
