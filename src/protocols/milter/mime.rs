@@ -28,6 +28,12 @@
 //! [`MAX_DEPTH`], cannot be inspected and counts as one attachment (a
 //! policy that forbids attachments must not be evaded by hiding them).
 //!
+//! Not attachments: data pasted into a text part (uuencode), the preamble
+//! and epilogue of a multipart (readers never show them), and a part cut
+//! short by the next boundary before its headers ended (it has no body).
+//! A boundary given only as RFC 2231 continuations (`boundary*0=`) is not
+//! assembled: that multipart is opaque and counts as one attachment.
+//!
 //! Size: the encoded bytes of the part's body; base64 bodies are
 //! estimated as ¾ of their encoded bytes without line ends. An attached
 //! message's size is all of it, headers included.
