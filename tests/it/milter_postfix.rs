@@ -181,4 +181,19 @@ fn ten_attachments_pass_and_eleven_are_refused() {
     // Unauthenticated mail (the by_sender path) is judged too.
     let s = rig.send(None, "bob@example.com", &["alice@example.com"], &strs(&files));
     assert_refused(&rig, &s, "550 5.7.1", "rule max_attachments");
+
+    // mailwarrant down: milter_default_action = tempfail, nothing passes
+    // unchecked (README guidance). Postfix tempfails the whole session
+    // (an authenticating client already gets `454 4.3.0` at AUTH).
+    rig.signal_mailwarrant("TERM");
+    let last = std::cell::RefCell::new(String::new());
+    let deferred = mailwarrant::testkit::wait_until(Duration::from_secs(20), || {
+        let s = rig.send(Some("bob"), "bob@example.com", &["alice@example.com"], &[]);
+        *last.borrow_mut() = s.transcript.clone();
+        !s.queued && s.transcript.lines().any(|l| l.starts_with("<** 4"))
+    });
+    assert!(deferred, "{}", last.borrow());
+    let s = rig.send(None, "bob@example.com", &["alice@example.com"], &[]);
+    assert!(!s.queued && s.transcript.contains("451 4.7.1"), "{}", s.transcript);
+    assert!(rig.postfix.maillog().contains("milter-reject: CONNECT"), "{}", rig.postfix.maillog());
 }

@@ -18,7 +18,8 @@ struct Server {
     _slapd: Slapd,
     dir: tempfile::TempDir,
     tcp: std::net::SocketAddr,
-    _stop: shutdown::ShutdownTrigger,
+    stop: shutdown::ShutdownTrigger,
+    served: tokio::task::JoinHandle<Result<(), mailwarrant::serve::ServeError>>,
 }
 
 async fn server() -> Server {
@@ -43,8 +44,8 @@ async fn server_with(policy_extra: &str, milter_extra: &str) -> Server {
     let listeners = MilterListeners::bind(app.config.milter.as_ref().unwrap()).await.unwrap();
     let tcp = listeners.local_addr().unwrap();
     let (stop, shutdown) = shutdown::channel();
-    tokio::spawn(listeners.serve(app.policy.clone().unwrap(), shutdown));
-    Server { _slapd: slapd, dir, tcp, _stop: stop }
+    let served = tokio::spawn(listeners.serve(app.policy.clone().unwrap(), shutdown));
+    Server { _slapd: slapd, dir, tcp, stop, served }
 }
 
 async fn reply<S: AsyncRead + Unpin>(s: &mut S) -> Option<Reply> {
@@ -182,4 +183,19 @@ async fn a_charging_milter_counts_each_message_once() {
     let mut anonymous = ok();
     anonymous.remove(0);
     assert_eq!(verdict(&mut s, anonymous, "Q4").await, Reply::Continue);
+}
+
+/// Shutdown closes idle connections between messages and the listener
+/// returns; the UNIX socket file is removed.
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_stops() {
+    let srv = server().await;
+    let mut s = TcpStream::connect(srv.tcp).await.unwrap();
+    send(&mut s, &[Command::OptNeg { version: 6, actions: 0x1ff, protocol: 0x1f_ffff }]).await;
+    reply(&mut s).await.unwrap();
+    srv.stop.fire();
+    assert_eq!(reply(&mut s).await, None, "closed at shutdown");
+    tokio::time::timeout(Duration::from_secs(10), srv.served).await.expect("listener stops").unwrap().unwrap();
+    assert!(!srv.dir.path().join("milter.sock").exists());
+    assert!(TcpStream::connect(srv.tcp).await.is_err());
 }
