@@ -13,6 +13,7 @@ pub mod duration;
 pub mod http;
 pub mod identity;
 pub mod mailer;
+pub mod milter;
 pub mod password;
 pub mod policy;
 pub mod problems;
@@ -33,6 +34,7 @@ pub use directory::{DirectorySettings, LdapSettings, LdifSettings};
 pub use http::HttpSettings;
 pub use identity::IdentitySettings;
 pub use mailer::MailerSettings;
+pub use milter::MilterSettings;
 pub use password::PasswordSettings;
 pub use policy::PolicySettings;
 pub use problems::{ConfigError, Problem, Problems};
@@ -41,7 +43,7 @@ pub use store::StoreSettings;
 
 /// The top-level tables a config file may have.
 const SECTIONS: &[&str] =
-    &["directory", "identity", "store", "auth", "mailer", "reminders", "policy", "http", "password", "audit"];
+    &["directory", "identity", "store", "auth", "mailer", "reminders", "policy", "http", "password", "audit", "milter"];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -76,6 +78,9 @@ pub struct RawConfig {
     /// The JSON-lines audit log of every decision; absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<audit::RawAudit>,
+    /// The milter front end (header From, attachments); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milter: Option<milter::RawMilter>,
 }
 
 /// The validated configuration every component is built from.
@@ -92,6 +97,8 @@ pub struct Config {
     pub password: PasswordSettings,
     /// `None`: no audit file.
     pub audit: Option<AuditSettings>,
+    /// `None`: no milter listener.
+    pub milter: Option<MilterSettings>,
     pub mailer: Option<MailerSettings>,
     pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
@@ -134,6 +141,7 @@ impl Config {
         let http = section::<Option<http::RawHttp>>(&mut p, &table, "http", Some(None));
         let password = section::<password::RawPassword>(&mut p, &table, "password", Some(Default::default()));
         let audit = section::<Option<audit::RawAudit>>(&mut p, &table, "audit", Some(None));
+        let milter = section::<Option<milter::RawMilter>>(&mut p, &table, "milter", Some(None));
 
         let (
             Some(directory),
@@ -150,7 +158,11 @@ impl Config {
         else {
             return Err(fail(p.errors));
         };
-        let raw = RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password, audit };
+        let Some(milter) = milter else {
+            return Err(fail(p.errors));
+        };
+        let raw =
+            RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password, audit, milter };
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
@@ -161,6 +173,10 @@ impl Config {
         let http = raw.http.as_ref().map(|h| h.validate(&mut p, base_dir));
         let password = raw.password.validate(&mut p, base_dir);
         let audit = raw.audit.as_ref().map(|a| a.validate(&mut p, base_dir));
+        let milter = raw.milter.as_ref().and_then(|m| m.validate(&mut p, base_dir));
+        if raw.milter.is_some() && raw.policy.is_none() {
+            p.error("milter", "the milter decides with the [policy] profiles: add a [policy] section");
+        }
         if reminders.is_some() && mailer.is_none() {
             p.error("reminders", "reminders need a [mailer] section to send with");
         }
@@ -176,6 +192,7 @@ impl Config {
                     reminders: reminders.flatten(),
                     policy: policy.flatten(),
                     http: http.flatten(),
+                    milter,
                     password,
                     audit: audit.flatten(),
                     warnings: p.warnings,

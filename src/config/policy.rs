@@ -111,8 +111,13 @@ pub struct RawProfile {
     pub may_send_external: Option<bool>,
     pub may_send_to_lists: Option<bool>,
     pub may_send_attachments: Option<bool>,
+    /// Largest attachment (decoded), bytes or e.g. `"10M"`; checked by the milter.
+    pub max_attachment_size: Option<ByteSize>,
     pub allowed_sender_domains: Option<Vec<String>>,
     pub require_sender_match: Option<bool>,
+    /// Every mailbox in the `From:` and `Sender:` headers must be the
+    /// login's own (primary, aliases, send-as); checked by the milter.
+    pub require_header_from_match: Option<bool>,
     pub rate_limits: Option<Vec<RawRateLimit>>,
     /// `defer` (default) or `reject` at a rate limit.
     pub limit_action: Option<LimitAction>,
@@ -302,6 +307,8 @@ impl Validate for RawPolicy {
 fn profile(p: &mut Problems, name: &str, raw: &RawProfile, priority: i64) -> Option<Profile> {
     let at = |field: &str| format!("policy.profiles.{name}.{field}");
     let max_message_size = raw.max_message_size.as_ref().and_then(|s| p.check(&at("max_message_size"), parse_size(s)));
+    let max_attachment_size =
+        raw.max_attachment_size.as_ref().and_then(|s| p.check(&at("max_attachment_size"), parse_size(s)));
     let rate_limits = raw.rate_limits.as_ref().map(|limits| {
         let parsed: Vec<RateLimit> = limits
             .iter()
@@ -324,8 +331,10 @@ fn profile(p: &mut Problems, name: &str, raw: &RawProfile, priority: i64) -> Opt
             may_send_external: raw.may_send_external,
             may_send_to_lists: raw.may_send_to_lists,
             may_send_attachments: raw.may_send_attachments,
+            max_attachment_size,
             allowed_sender_domains,
             require_sender_match: raw.require_sender_match,
+            require_header_from_match: raw.require_header_from_match,
             rate_limits,
             limit_action: raw.limit_action,
         },

@@ -58,12 +58,18 @@ pub enum RuleKind {
     ExternalRecipients,
     DistributionLists,
     RateLimit,
+    /// `From:` / `Sender:` mailboxes must belong to the login (milter).
+    HeaderFromMatch,
+    /// `may_send_attachments = false` and the message has one (milter).
+    Attachments,
+    MaxAttachments,
+    MaxAttachmentSize,
     DirectoryUnavailable,
     StoreUnavailable,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 11] = [
+    pub const ALL: [RuleKind; 15] = [
         RuleKind::AuthRequired,
         RuleKind::UnknownUser,
         RuleKind::SenderMatch,
@@ -73,6 +79,10 @@ impl RuleKind {
         RuleKind::ExternalRecipients,
         RuleKind::DistributionLists,
         RuleKind::RateLimit,
+        RuleKind::HeaderFromMatch,
+        RuleKind::Attachments,
+        RuleKind::MaxAttachments,
+        RuleKind::MaxAttachmentSize,
         RuleKind::DirectoryUnavailable,
         RuleKind::StoreUnavailable,
     ];
@@ -88,6 +98,10 @@ impl RuleKind {
             RuleKind::ExternalRecipients => "external_recipients",
             RuleKind::DistributionLists => "distribution_lists",
             RuleKind::RateLimit => "rate_limit",
+            RuleKind::HeaderFromMatch => "header_from_match",
+            RuleKind::Attachments => "attachments",
+            RuleKind::MaxAttachments => "max_attachments",
+            RuleKind::MaxAttachmentSize => "max_attachment_size",
             RuleKind::DirectoryUnavailable => "directory_unavailable",
             RuleKind::StoreUnavailable => "store_unavailable",
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::content::{AttachmentSummary, HeaderSenders};
 use super::decision::*;
 use super::profile::{Counted, LimitAction, LocalPartMatch, Mode, PolicySet, RateLimit};
 use super::resolve::{ResolvedPolicy, Sourced};
@@ -121,13 +122,17 @@ pub fn evaluate(
     now: OffsetDateTime,
 ) -> Decision {
     let mut decision = Decision::accept();
-    let checks: [&dyn Fn() -> Option<Finding>; 7] = [
+    let checks: [&dyn Fn() -> Option<Finding>; 11] = [
         &|| check_sender_match(set, policy, facts),
+        &|| check_header_from(set, policy, facts),
         &|| check_sender_domain(policy, facts),
         &|| check_external(set, policy, facts),
         &|| check_lists(policy, facts),
         &|| check_max_recipients(policy, facts),
         &|| check_size(policy, facts),
+        &|| check_attachments_allowed(policy, facts),
+        &|| check_max_attachments(policy, facts),
+        &|| check_attachment_size(policy, facts),
         &|| check_rates(set, policy, facts, counters, now),
     ];
     for check in checks {
@@ -198,6 +203,73 @@ fn same_address(rule: LocalPartMatch, own: &Address, candidate: &Address) -> boo
         LocalPartMatch::Exact => own.domain() == candidate.domain() && own.local_part() == candidate.local_part(),
         LocalPartMatch::AsciiCaseInsensitive => own.same_mailbox(candidate),
     }
+}
+
+/// The header spoof check: what the reader sees as the author must be the
+/// login's own, by the same [`owns`] as the envelope sender. Only a front
+/// end that saw the headers (milter) supplies them; without them the rule
+/// does not apply.
+fn check_header_from(set: &PolicySet, policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    let rule = policy.require_header_from_match.as_ref().filter(|r| r.value)?;
+    let senders = facts.content?.senders.as_ref()?;
+    let login = &facts.identity.login;
+    let why = match senders {
+        HeaderSenders::Parsed { from, sender } => {
+            let foreign = from.iter().chain(sender.iter()).find(|a| !owns(set, facts.identity, a));
+            match (foreign, from.is_empty()) {
+                (Some(a), _) => format!("header sender <{a}> not owned by {login}"),
+                (None, true) => "no mailbox in the From header".into(),
+                (None, false) => return None,
+            }
+        }
+        HeaderSenders::Missing => "no From header".into(),
+        HeaderSenders::Repeated => "several From or Sender headers".into(),
+        HeaderSenders::Unparsable(raw) => {
+            let shown: String = raw.chars().take(80).collect();
+            format!("From header \"{}\" does not parse", shown.escape_default())
+        }
+    };
+    let text = format!("{why}; rule header_from_match");
+    Some(Finding::new(RuleKind::HeaderFromMatch, Verdict::Reject, NOT_AUTHORIZED, text).from_source(&rule.source))
+}
+
+/// The attachments the front end found, when it looked at the body.
+fn attachments(facts: &MessageFacts<'_>) -> Option<AttachmentSummary> {
+    facts.content?.attachments
+}
+
+fn check_attachments_allowed(policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    let rule = forbidden(&policy.may_send_attachments)?;
+    let found = attachments(facts)?;
+    (found.count > 0).then(|| {
+        let text =
+            format!("{} may not send attachments ({} found); rule attachments", facts.identity.login, found.count);
+        Finding::new(RuleKind::Attachments, Verdict::Reject, NOT_AUTHORIZED, text).from_source(&rule.source)
+    })
+}
+
+fn check_max_attachments(policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    let max = policy.max_attachments.as_ref()?;
+    let found = attachments(facts)?;
+    (found.count > max.value).then(|| {
+        let text = format!(
+            "{} attachments, {} allows at most {}; rule max_attachments",
+            found.count, facts.identity.login, max.value
+        );
+        Finding::new(RuleKind::MaxAttachments, Verdict::Reject, NOT_AUTHORIZED, text).from_source(&max.source)
+    })
+}
+
+fn check_attachment_size(policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {
+    let max = policy.max_attachment_size.as_ref()?;
+    let found = attachments(facts)?;
+    (found.largest > max.value).then(|| {
+        let text = format!(
+            "attachment of about {} bytes exceeds {} bytes; rule max_attachment_size",
+            found.largest, max.value
+        );
+        Finding::new(RuleKind::MaxAttachmentSize, Verdict::Reject, NOT_AUTHORIZED, text).from_source(&max.source)
+    })
 }
 
 fn check_sender_domain(policy: &ResolvedPolicy, facts: &MessageFacts<'_>) -> Option<Finding> {

@@ -3,7 +3,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::policy::fixtures::*;
-use crate::policy::{resolve, LocalPartMatch, Mode};
+use crate::policy::{resolve, AttachmentSummary, ContentFacts, HeaderSenders, LocalPartMatch, Mode};
 
 const NOW: OffsetDateTime = datetime!(2026-11-27 15:30:00 UTC);
 
@@ -213,4 +213,115 @@ fn client_text_carries_the_reference() {
         d.client_text().unwrap(),
         "sender <alice@example.com> not owned by bob; rule sender_match (ref 3f9c2a7b41d0)"
     );
+}
+
+fn content_decision(set: &PolicySet, who: &Identity, content: &ContentFacts) -> Decision {
+    let policy = resolve(set, who);
+    let sender = Sender::parse(who.primary_address.as_ref().map(|a| a.as_str()).unwrap_or(""));
+    let facts = MessageFacts {
+        stage: Stage::EndOfMessage,
+        identity: who,
+        sender: Some(&sender),
+        recipient: None,
+        recipient_count: 1,
+        size: 100,
+        content: Some(content),
+    };
+    evaluate(set, &policy, &facts, &[], NOW)
+}
+
+fn from_header(from: &[&str], sender: Option<&str>) -> ContentFacts {
+    ContentFacts {
+        senders: Some(HeaderSenders::Parsed { from: from.iter().map(|a| addr(a)).collect(), sender: sender.map(addr) }),
+        attachments: None,
+    }
+}
+
+#[test]
+fn header_from_must_belong_to_the_login_when_required() {
+    let mut set = demo_set();
+    // Off by default: a foreign From passes.
+    assert!(content_decision(&set, &alice(), &from_header(&["bob@example.com"], None)).is_accept());
+    set.default.fields.require_header_from_match = Some(true);
+    let rule = |d: Decision| d.refusal.map(|f| (f.rule, f.code.to_string(), f.text));
+    assert_eq!(rule(content_decision(&set, &alice(), &from_header(&["alice@example.com"], None))), None);
+    assert_eq!(rule(content_decision(&set, &alice(), &from_header(&["a.smith@EXAMPLE.com"], None))), None);
+    assert_eq!(
+        rule(content_decision(&set, &dave(), &from_header(&["helpdesk@example.com"], Some("dave@example.com")))),
+        None
+    );
+    assert_eq!(
+        rule(content_decision(&set, &alice(), &from_header(&["bob@example.com"], None))),
+        Some((
+            RuleKind::HeaderFromMatch,
+            "550 5.7.1".into(),
+            "header sender <bob@example.com> not owned by alice; rule header_from_match".into()
+        ))
+    );
+    // Every mailbox counts, and Sender: too; the local part is exact.
+    for c in [
+        from_header(&["alice@example.com", "bob@example.com"], None),
+        from_header(&["alice@example.com"], Some("bob@example.com")),
+        from_header(&["Alice@example.com"], None),
+        from_header(&[], None),
+    ] {
+        let d = content_decision(&set, &alice(), &c);
+        assert_eq!(d.refusal.map(|f| f.rule), Some(RuleKind::HeaderFromMatch), "{c:?}");
+    }
+    for bad in [HeaderSenders::Missing, HeaderSenders::Repeated, HeaderSenders::Unparsable("<\r\n\"x".into())] {
+        let c = ContentFacts { senders: Some(bad.clone()), attachments: None };
+        let f = content_decision(&set, &alice(), &c).refusal.expect("refused");
+        assert_eq!(f.rule, RuleKind::HeaderFromMatch, "{bad:?}");
+        assert!(!f.text.contains('\r') && !f.text.contains('\n'), "{}", f.text);
+    }
+    // The case option applies to headers as to the envelope.
+    set.local_part_match = LocalPartMatch::AsciiCaseInsensitive;
+    assert!(content_decision(&set, &alice(), &from_header(&["Alice@example.com"], None)).is_accept());
+    // Without content (the policy delegation front end) the rule is silent.
+    let run_plain = run(&set, &alice(), &rcpt("alice@example.com", "bob@example.com"), &[]);
+    assert!(run_plain.is_accept());
+}
+
+fn with_attachments(count: u32, largest: u64) -> ContentFacts {
+    ContentFacts { senders: None, attachments: Some(AttachmentSummary { count, largest }) }
+}
+
+#[test]
+fn attachment_rules() {
+    let mut set = demo_set();
+    set.default.fields.max_attachments = Some(10);
+    set.default.fields.max_attachment_size = Some(1_000_000);
+    let rule = |d: Decision| d.refusal.map(|f| (f.rule, f.code.to_string()));
+    assert_eq!(rule(content_decision(&set, &bob(), &with_attachments(10, 1_000_000))), None);
+    assert_eq!(
+        rule(content_decision(&set, &bob(), &with_attachments(11, 10))),
+        Some((RuleKind::MaxAttachments, "550 5.7.1".into()))
+    );
+    assert_eq!(
+        rule(content_decision(&set, &bob(), &with_attachments(1, 1_000_001))),
+        Some((RuleKind::MaxAttachmentSize, "550 5.7.1".into()))
+    );
+    // Interns may send none: the profile field wins over the default.
+    assert_eq!(rule(content_decision(&set, &carol(), &with_attachments(0, 0))), None);
+    let d = content_decision(&set, &carol(), &with_attachments(1, 10));
+    let f = d.refusal.unwrap();
+    assert_eq!(f.rule, RuleKind::Attachments);
+    assert_eq!(f.text, "carol may not send attachments (1 found); rule attachments");
+    assert_eq!(f.source.unwrap().profile.as_ref(), "interns");
+    // Observe mode per rule.
+    set.rule_modes.insert(RuleKind::Attachments, Mode::Observe);
+    let d = content_decision(&set, &carol(), &with_attachments(1, 10));
+    assert!(d.is_accept() && d.observed.len() == 1);
+    // No body looked at: silent.
+    let none = ContentFacts::default();
+    assert!(content_decision(&set, &carol(), &none).is_accept());
+}
+
+#[test]
+fn every_rule_kind_has_a_distinct_name() {
+    let names: std::collections::HashSet<&str> = RuleKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(names.len(), RuleKind::ALL.len());
+    for k in RuleKind::ALL {
+        assert_eq!(RuleKind::parse(k.as_str()), Some(k));
+    }
 }

@@ -96,9 +96,14 @@ pub struct ProfileFields {
     pub may_send_to_lists: Option<bool>,
     /// Enforced by the milter front end.
     pub may_send_attachments: Option<bool>,
+    /// Largest attachment (decoded bytes, estimated); milter front end.
+    pub max_attachment_size: Option<u64>,
     /// Lower-cased domains.
     pub allowed_sender_domains: Option<Arc<[String]>>,
     pub require_sender_match: Option<bool>,
+    /// Every mailbox in `From:` and `Sender:` must be the login's own
+    /// (the same ownership as `require_sender_match`); milter front end.
+    pub require_header_from_match: Option<bool>,
     pub rate_limits: Option<Arc<[RateLimit]>>,
     pub limit_action: Option<LimitAction>,
 }

@@ -53,8 +53,10 @@ pub struct ResolvedPolicy {
     pub may_send_external: Option<Sourced<bool>>,
     pub may_send_to_lists: Option<Sourced<bool>>,
     pub may_send_attachments: Option<Sourced<bool>>,
+    pub max_attachment_size: Option<Sourced<u64>>,
     pub allowed_sender_domains: Option<Sourced<Arc<[String]>>>,
     pub require_sender_match: Option<Sourced<bool>>,
+    pub require_header_from_match: Option<Sourced<bool>>,
     pub rate_limits: Option<Sourced<Arc<[RateLimit]>>>,
     pub limit_action: Option<Sourced<LimitAction>>,
 }
@@ -97,8 +99,10 @@ pub fn resolve(set: &PolicySet, identity: &Identity) -> ResolvedPolicy {
         take(&mut out.may_send_external, &f.may_send_external, &source);
         take(&mut out.may_send_to_lists, &f.may_send_to_lists, &source);
         take(&mut out.may_send_attachments, &f.may_send_attachments, &source);
+        take(&mut out.max_attachment_size, &f.max_attachment_size, &source);
         take(&mut out.allowed_sender_domains, &f.allowed_sender_domains, &source);
         take(&mut out.require_sender_match, &f.require_sender_match, &source);
+        take(&mut out.require_header_from_match, &f.require_header_from_match, &source);
         take(&mut out.rate_limits, &f.rate_limits, &source);
         take(&mut out.limit_action, &f.limit_action, &source);
         out.profiles.push(source);

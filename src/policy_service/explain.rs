@@ -85,8 +85,10 @@ pub async fn policy_report(
     line(&mut fields, "may_send_external", &p.may_send_external);
     line(&mut fields, "may_send_to_lists", &p.may_send_to_lists);
     line(&mut fields, "may_send_attachments", &p.may_send_attachments);
+    line(&mut fields, "max_attachment_size", &p.max_attachment_size);
     line(&mut fields, "allowed_sender_domains", &p.allowed_sender_domains);
     line(&mut fields, "require_sender_match", &p.require_sender_match);
+    line(&mut fields, "require_header_from_match", &p.require_header_from_match);
     line(&mut fields, "limit_action", &p.limit_action);
     if let Some(r) = &p.rate_limits {
         let names: Vec<String> = r

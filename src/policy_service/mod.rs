@@ -55,6 +55,17 @@ pub struct SendRequest {
     pub content: Option<crate::policy::ContentFacts>,
 }
 
+/// What a check does with the rate-limit counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rates {
+    /// Read at DATA, charge at END-OF-MESSAGE (once per `instance`).
+    Charge,
+    /// Read only, never charge (`explain`).
+    Read,
+    /// Leave the rate limits to another front end: neither read nor charge.
+    Skip,
+}
+
 /// The answer, with what front ends need to format it.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -124,16 +135,30 @@ impl PolicyService {
     /// Decides one request for the policy delegation front end; see
     /// [`check_as`](Self::check_as).
     pub async fn check(&self, req: &SendRequest, now: OffsetDateTime) -> Outcome {
-        self.check_as(crate::metrics::POLICY, req, now).await
+        self.check_with(crate::metrics::POLICY, req, now, Rates::Charge).await
     }
 
     /// Decides one request and records it when something was refused.
     /// `front_end` (`crate::metrics::{POLICY, MILTER, HTTP}`) labels the
     /// metric and the audit line.
     pub async fn check_as(&self, front_end: &'static str, req: &SendRequest, now: OffsetDateTime) -> Outcome {
+        self.check_with(front_end, req, now, Rates::Charge).await
+    }
+
+    /// [`check_as`](Self::check_as), choosing what happens to the rate
+    /// limits. The milter uses [`Rates::Skip`] when the policy service
+    /// already charges the message at END-OF-MESSAGE, so a message is
+    /// counted once.
+    pub async fn check_with(
+        &self,
+        front_end: &'static str,
+        req: &SendRequest,
+        now: OffsetDateTime,
+        rates: Rates,
+    ) -> Outcome {
         let settings = self.settings();
         let mut trace = Trace::default();
-        let decision = self.decide(&settings, req, now, false, &mut trace).await;
+        let decision = self.decide(&settings, req, now, rates, &mut trace).await;
         let decision = self.finish(&settings, req, decision, &trace, now).await;
         self.log_line(front_end, req, &decision, &trace, now);
         let prepend = settings.prepend_header && decision.is_accept() && req.stage == Some(Stage::Data);
@@ -148,7 +173,7 @@ impl PolicyService {
     /// or writing the audit log (`explain`).
     pub async fn preview(&self, req: &SendRequest, now: OffsetDateTime) -> Decision {
         let settings = self.settings();
-        self.decide(&settings, req, now, true, &mut Trace::default()).await
+        self.decide(&settings, req, now, Rates::Read, &mut Trace::default()).await
     }
 
     async fn decide(
@@ -156,9 +181,10 @@ impl PolicyService {
         settings: &PolicySettings,
         req: &SendRequest,
         now: OffsetDateTime,
-        dry_run: bool,
+        rates: Rates,
         trace: &mut Trace,
     ) -> Decision {
+        let dry_run = rates == Rates::Read;
         let set = &settings.set;
         let stage = match req.stage {
             Some(s @ (Stage::Mail | Stage::Rcpt | Stage::Data | Stage::EndOfMessage)) => s,
@@ -206,7 +232,7 @@ impl PolicyService {
             login: identity.login.as_str(),
             client_address: req.client_address.as_deref().filter(|a| !a.is_empty()),
         };
-        let limits = policy.limits();
+        let limits = if rates == Rates::Skip { &[][..] } else { policy.limits() };
         let mut readings = Vec::new();
         if (stage == Stage::Data || (dry_run && stage == Stage::EndOfMessage)) && !limits.is_empty() {
             match self.limiter.read(limits, subjects, When { now, zone: &set.time_zone }).await {

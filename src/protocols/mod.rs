@@ -3,5 +3,6 @@
 
 pub mod accept;
 pub mod dovecot_auth;
+pub mod milter;
 pub mod policy_delegation;
 pub mod saslauthd;

@@ -18,6 +18,7 @@ use crate::directory::{self, Directory, DirectoryError};
 use crate::identity::IdentityCache;
 use crate::mailer::{Mailer, MailerError};
 use crate::policy_service::PolicyService;
+use crate::protocols::milter::listener::MilterListeners;
 use crate::protocols::policy_delegation::listener::PolicyListeners;
 use crate::reminders;
 use crate::store::sqlite::SqliteStore;
@@ -84,6 +85,9 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     // Front ends register here, one line each.
     if let (Some(service), Some(settings)) = (&app.policy, &app.config.policy) {
         front_ends.spawn(PolicyListeners::bind(settings).await?.serve(service.clone(), shutdown.clone()));
+    }
+    if let (Some(service), Some(settings)) = (&app.policy, &app.config.milter) {
+        front_ends.spawn(MilterListeners::bind(settings).await?.serve(service.clone(), shutdown.clone()));
     }
     let authenticator = auth::start(&app, &shutdown, &mut front_ends)?;
     if app.config.reminders.is_some() {

@@ -22,6 +22,8 @@ mod http_admin;
 mod http_api;
 mod ldap;
 mod ldif;
+mod milter_postfix;
+mod milter_socket;
 mod password_browser;
 mod password_http;
 mod password_ldif;

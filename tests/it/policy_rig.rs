@@ -56,6 +56,16 @@ impl Rig {
     }
 
     pub fn start_with(default_extra: &str, sasl: SaslVia) -> Rig {
+        Self::build(default_extra, sasl, None)
+    }
+
+    /// [`start`](Self::start) plus mailwarrant's milter on `milter_port`,
+    /// named in Postfix's `smtpd_milters` (protocol 6, tempfail when down).
+    pub fn start_milter(default_extra: &str, milter_port: u16) -> Rig {
+        Self::build(default_extra, SaslVia::Cyrus, Some(milter_port))
+    }
+
+    fn build(default_extra: &str, sasl: SaslVia, milter_port: Option<u16>) -> Rig {
         require_program("/usr/sbin/saslpasswd2", "sasl2-bin").unwrap();
         let dir = tempfile::Builder::new().prefix("mailwarrant-policy-rig").tempdir().unwrap();
         set_mode(dir.path(), 0o755);
@@ -67,13 +77,17 @@ impl Rig {
             SaslVia::Cyrus => String::new(),
             SaslVia::Mailwarrant => format!("\"127.0.0.1:{auth_port}\""),
         };
-        std::fs::write(&config, config_text(&slapd.config_toml(), policy_port, &auth_listen, default_extra)).unwrap();
+        let mut text = config_text(&slapd.config_toml(), policy_port, &auth_listen, default_extra);
+        if let Some(port) = milter_port {
+            text.push_str(&format!("[milter]\nlisten = \"127.0.0.1:{port}\"\n"));
+        }
+        std::fs::write(&config, text).unwrap();
         if sasl == SaslVia::Mailwarrant {
             // smtpd gives up for good when the auth server is not there at
             // its start: mailwarrant first.
             let mut early = Rig::spawn(&dir, &config, policy_port);
             wait_for_port(SocketAddr::from(([127, 0, 0, 1], auth_port)), Duration::from_secs(20)).unwrap();
-            let mut settings = postfix_settings(policy_port);
+            let mut settings = postfix_settings(policy_port, milter_port);
             settings.retain(|(k, _)| !k.starts_with("smtpd_sasl"));
             settings.extend([
                 ("smtpd_sasl_auth_enable", "yes".to_owned()),
@@ -85,7 +99,7 @@ impl Rig {
             let mailwarrant = early.take();
             return Rig { config, policy_port, mailwarrant, postfix, _slapd: slapd, dir };
         }
-        let settings = postfix_settings(policy_port);
+        let settings = postfix_settings(policy_port, milter_port);
         let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let postfix = Postfix::start(&settings).unwrap();
         // Debian's Postfix reads Cyrus SASL settings from
@@ -95,6 +109,9 @@ impl Rig {
         sasl_dir(dir.path(), &postfix.config_dir().join("sasl"));
         let reload = Command::new("postfix").arg("-c").arg(postfix.config_dir()).arg("reload").output().unwrap();
         assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
+        // With a milter, Postfix refuses every session while it is down
+        // (milter_default_action = tempfail): mailwarrant first.
+        let early = milter_port.and_then(|_| Rig::spawn(&dir, &config, policy_port));
         let authenticated = mailwarrant::testkit::wait_until(Duration::from_secs(20), || {
             let out = postfix.swaks(&[
                 "--quit-after",
@@ -109,8 +126,10 @@ impl Rig {
             String::from_utf8_lossy(&out.stdout).contains("235 ")
         });
         assert!(authenticated, "Postfix SASL never worked:\n{}", postfix.maillog());
-        let mut rig = Rig { config, policy_port, mailwarrant: None, postfix, _slapd: slapd, dir };
-        rig.start_mailwarrant();
+        let mut rig = Rig { config, policy_port, mailwarrant: early, postfix, _slapd: slapd, dir };
+        if rig.mailwarrant.is_none() {
+            rig.start_mailwarrant();
+        }
         rig
     }
 
@@ -223,13 +242,23 @@ may_send_to_lists = true
 priority = 20
 may_send_external = false
 may_send_to_lists = false
+may_send_attachments = false
 "#
     )
 }
 
-fn postfix_settings(port: u16) -> Vec<(&'static str, String)> {
+fn postfix_settings(port: u16, milter_port: Option<u16>) -> Vec<(&'static str, String)> {
     let policy = format!("check_policy_service inet:127.0.0.1:{port}");
-    vec![
+    let mut settings = milter_port
+        .map(|p| {
+            vec![
+                ("smtpd_milters", format!("inet:127.0.0.1:{p}")),
+                ("milter_protocol", "6".to_owned()),
+                ("milter_default_action", "tempfail".to_owned()),
+            ]
+        })
+        .unwrap_or_default();
+    settings.extend([
         ("mynetworks", "127.0.0.0/8".into()),
         ("smtpd_recipient_restrictions", format!("{policy}, permit")),
         ("smtpd_data_restrictions", format!("{policy}, permit")),
@@ -240,7 +269,8 @@ fn postfix_settings(port: u16) -> Vec<(&'static str, String)> {
         ("smtpd_sasl_security_options", "noanonymous".into()),
         ("smtpd_tls_auth_only", "no".into()),
         ("smtpd_policy_service_retry_delay", "100ms".into()),
-    ]
+    ]);
+    settings
 }
 
 /// `smtpd.conf` in `conf_dir` and a sasldb in `root` holding the cast,
