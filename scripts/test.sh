@@ -19,6 +19,8 @@ REQUIRED=(
   chromium-driver:/usr/bin/chromedriver
   systemd:/usr/bin/systemd-socket-activate
   openssl:/usr/bin/openssl
+  redis-server:/usr/bin/redis-server
+  redis-tools:/usr/bin/redis-cli
 )
 
 missing=()

@@ -19,6 +19,7 @@ use crate::mailer::{Mailer, MailerError};
 use crate::policy_service::PolicyService;
 use crate::protocols::policy_delegation::listener::PolicyListeners;
 use crate::reminders;
+use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -65,6 +66,8 @@ impl App {
 pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     match settings {
         StoreSettings::Sqlite { path, synchronous } => Ok(Arc::new(SqliteStore::open_with(path, *synchronous)?)),
+        // Connects on first use: mailwarrant starts while Redis is down.
+        StoreSettings::Redis(redis) => Ok(Arc::new(RedisStore::open(redis)?)),
     }
 }
 

@@ -3,11 +3,14 @@
 //! (audit trail).
 //!
 //! The trait is deliberately narrow so each method maps onto one Redis
-//! command or script (the Redis backend comes later): `incr` is
-//! `INCRBY`+`EXPIRE NX` in one script, `set_if_absent` is `SET NX PX`,
-//! `append` is `XADD` with a cap. The store keeps its own clock for
-//! expiry, so several instances agree on it.
+//! command or script ([`redis`]): `incr` is `INCRBY`+`PEXPIRE` in one
+//! script, `set_if_absent` is `SET NX PX`, `append` is `LPUSH`+`LTRIM`.
+//! The store keeps its own clock for expiry, so several instances agree
+//! on it. Both backends pass the same behavioural suite
+//! ([`conformance`]).
 
+pub mod conformance;
+pub mod redis;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -94,4 +97,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip, for readiness checks.
     async fn check_health(&self) -> Result<()>;
+
+    /// True when other processes (other mailwarrant instances) use the same
+    /// state, so nothing may be cached in this process: the AUTH throttle
+    /// then reads the store on every check.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }

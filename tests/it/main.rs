@@ -25,3 +25,4 @@ mod policy_rig;
 mod policy_socket;
 mod postfix;
 mod reminders;
+mod store_redis;
