@@ -33,8 +33,9 @@ pub struct RawStore {
     pub synchronous: Synchronous,
     /// Redis only: `redis://[:password@]host:port[/db]` or `rediss://…`
     /// (TLS). A single Redis server (or a proxy in front of several);
-    /// Sentinel and Cluster URLs are not supported.
-    #[serde(default)]
+    /// Sentinel and Cluster URLs are not supported. A password in the URL
+    /// is hidden when the config is printed.
+    #[serde(default, serialize_with = "serialize_url_redacted")]
     pub url: Option<String>,
     /// Redis only: prefix of every key, so several applications (or
     /// several mailwarrant sites) can share one Redis.
@@ -91,6 +92,14 @@ pub enum StoreKind {
     #[default]
     Sqlite,
     Redis,
+}
+
+/// `check-config` prints the raw config: never the URL's password.
+fn serialize_url_redacted<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&RedisUrl(u.clone()).to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 fn default_sqlite_path() -> PathBuf {
@@ -273,5 +282,7 @@ mod tests {
         assert_eq!(r.operation_timeout, Duration::from_millis(500));
         assert!(!format!("{r:?}").contains("s3cret"));
         assert_eq!(r.url.to_string(), "redis://***@127.0.0.1:6379/2");
+        let raw: RawStore = toml::from_str("kind = \"redis\"\nurl = \"redis://:s3cret@h\"").unwrap();
+        assert!(!toml::to_string(&raw).unwrap().contains("s3cret"));
     }
 }

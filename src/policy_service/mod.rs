@@ -368,7 +368,11 @@ fn directory_outage(error: &str) -> Decision {
 }
 
 fn store_outage(settings: &PolicySettings, error: &StoreError) -> Decision {
-    tracing::warn!(error = %error, action = ?settings.store_error_action, "counter store unavailable for a policy request");
+    // Every request fails alike during an outage: a line every 30 s.
+    static LOG: crate::store::LogEvery = crate::store::LogEvery::new(std::time::Duration::from_secs(30));
+    if LOG.due() {
+        tracing::warn!(error = %error, action = ?settings.store_error_action, "counter store unavailable for policy requests");
+    }
     let (verdict, code) = match settings.store_error_action {
         OutageAction::Dunno => return Decision::accept(),
         OutageAction::Defer => (Verdict::Defer, decision::TEMPORARY_FAILURE),

@@ -13,7 +13,9 @@ pub mod conformance;
 pub mod redis;
 pub mod sqlite;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -103,5 +105,54 @@ pub trait Store: Send + Sync + 'static {
     /// then reads the store on every check.
     fn is_shared(&self) -> bool {
         false
+    }
+}
+
+/// At most one of a repeated log line per period: during a store outage
+/// every request fails the same way, and an admin needs a few clear lines,
+/// not one per request. One per call site (`static`).
+pub struct LogEvery {
+    period_ms: u64,
+    /// Milliseconds since [`START`] of the last line; `u64::MAX`: never.
+    last: AtomicU64,
+}
+
+static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl LogEvery {
+    pub const fn new(period: Duration) -> Self {
+        Self { period_ms: period.as_millis() as u64, last: AtomicU64::new(u64::MAX) }
+    }
+
+    /// True when the line should be written now (then not again for the
+    /// period, whichever thread asks).
+    pub fn due(&self) -> bool {
+        let now = START.elapsed().as_millis() as u64;
+        let last = self.last.load(Ordering::Relaxed);
+        if last != u64::MAX && now.saturating_sub(last) < self.period_ms {
+            return false;
+        }
+        self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
+    /// Forgets the last line: the next `due` is true (an outage ended).
+    pub fn reset(&self) {
+        self.last.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_every_lets_one_line_through_per_period() {
+        let every = LogEvery::new(Duration::from_secs(3600));
+        assert!(every.due());
+        assert!(!every.due());
+        every.reset();
+        assert!(every.due());
+        let always = LogEvery::new(Duration::ZERO);
+        assert!(always.due() && always.due());
     }
 }

@@ -21,16 +21,16 @@
 //! action. The outage is logged once when it starts (then at most every
 //! [`LOG_EVERY`]) and once when it ends, not per request.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 use tokio::sync::OnceCell;
 
-use super::{ChargeOutcome, Increment, Result, Store, StoreError};
+use super::{ChargeOutcome, Increment, LogEvery, Result, Store, StoreError};
 use crate::config::store::RedisSettings;
 
 /// While Redis stays down, repeat the outage log line this often.
@@ -201,22 +201,21 @@ impl RedisStore {
 }
 
 /// Outage state for logging once, not once per request.
-#[derive(Default)]
 struct Outage {
     down: AtomicBool,
-    /// Milliseconds since `EPOCH` of the last outage line.
-    last_logged: AtomicU64,
+    log: LogEvery,
 }
 
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+impl Default for Outage {
+    fn default() -> Self {
+        Self { down: AtomicBool::new(false), log: LogEvery::new(LOG_EVERY) }
+    }
+}
 
 impl Outage {
     fn seen(&self, why: &str) {
-        let now = EPOCH.elapsed().as_millis() as u64;
-        let was_down = self.down.swap(true, Ordering::Relaxed);
-        let last = self.last_logged.load(Ordering::Relaxed);
-        let due = !was_down || now.saturating_sub(last) >= LOG_EVERY.as_millis() as u64;
-        if due && self.last_logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        self.down.store(true, Ordering::Relaxed);
+        if self.log.due() {
             tracing::error!(
                 error = %why,
                 "Redis store unavailable: policy and AUTH apply their outage actions until it is back; /readyz fails"
@@ -226,6 +225,7 @@ impl Outage {
 
     fn ended(&self, settings: &RedisSettings) {
         if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
+            self.log.reset();
             tracing::warn!(url = %settings.url, "Redis store reachable again");
         }
     }

@@ -412,3 +412,31 @@ fn two_reminder_runs_on_two_instances_send_each_mail_once() {
     assert_eq!(status_of(&again, "already_sent"), due);
     assert_eq!(smtp.messages().len(), due);
 }
+
+#[test]
+fn check_config_connect_reports_whether_redis_answers() {
+    let mut redis = RedisServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mailwarrant.toml");
+    std::fs::write(&file, format!("{}{}", demo_ldif_directory(), redis.store_toml("cli:"))).unwrap();
+    let check = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
+            .args(["check-config", "--config"])
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let up = check(&["--connect"]);
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("Redis at redis://127.0.0.1:{} answers", redis.port)), "{stderr}");
+
+    redis.kill();
+    let down = check(&["--connect"]);
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(down.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("does not answer"), "{stderr}");
+    // Without --connect, only the file is checked.
+    assert!(check(&[]).status.success());
+}
