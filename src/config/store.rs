@@ -222,7 +222,7 @@ impl RawStore {
         let scheme = url.0.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
             Some(s) if REDIS_SCHEMES.contains(&s) => {
-                if let Err(e) = redis::Client::open(url.expose()) {
+                if let Err(e) = crate::store::redis::check_url(url.expose()) {
                     p.error("store.url", format!("{url} is not a usable Redis URL: {e}"));
                 }
             }

@@ -296,7 +296,11 @@ impl PolicyService {
         }
         let record = audit_record(req, &decision, trace, login, now);
         if let Err(e) = audit::record(self.store.as_ref(), &record, settings.audit_keep).await {
-            tracing::warn!(error = %e, reference = %reference, "cannot write the policy audit record");
+            // Fails for every refusal while the store is down: a line every 30 s.
+            static LOG: crate::store::LogEvery = crate::store::LogEvery::new(std::time::Duration::from_secs(30));
+            if LOG.due() {
+                tracing::warn!(error = %e, reference = %reference, "cannot write the policy audit record");
+            }
         }
         decision
     }

@@ -109,6 +109,12 @@ pub struct RedisStore {
     outage: Outage,
 }
 
+/// Whether the client library can use `url` (for config validation; only
+/// this module imports the `redis` crate).
+pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    redis::Client::open(url).map(|_| ()).map_err(|e| e.to_string())
+}
+
 impl RedisStore {
     /// Checks the URL; connects on first use (Redis may be down now and up
     /// later: the service still starts).
