@@ -440,3 +440,56 @@ fn check_config_connect_reports_whether_redis_answers() {
     // Without --connect, only the file is checked.
     assert!(check(&[]).status.success());
 }
+
+#[test]
+fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
+    let mut redis = RedisServer::start().unwrap();
+    redis.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let policy_port = free_port();
+    let file = dir.path().join("mailwarrant.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}{}operation_timeout = \"200ms\"\n[auth.dovecot]\nlisten = []\n[policy]\nlisten = \"127.0.0.1:{policy_port}\"\n\
+             organisation_domains = [\"example.com\"]\n[policy.profiles.default]\nrate_limits = [{{ rate = \"100/1d\" }}]\n",
+            demo_ldif_directory(),
+            redis.store_toml("serve:")
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("serve.log");
+    let mut serve = mailwarrant::testkit::ChildGuard::spawn(
+        "mailwarrant",
+        Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap()),
+    )
+    .unwrap();
+    let policy = SocketAddr::from(([127, 0, 0, 1], policy_port));
+    wait_for_port(policy, Duration::from_secs(20)).expect("serve starts while Redis is down");
+    let rt = client_runtime();
+    let mut c = rt.block_on(PolicyClient::connect(policy));
+    for i in 0..40 {
+        let action = rt.block_on(c.message("alice", &format!("down.{i}")));
+        assert!(action.starts_with("451 4.3.0"), "{action}");
+    }
+    redis.restart().unwrap();
+    let back = Instant::now();
+    let mut i = 0;
+    while rt.block_on(c.message("alice", &format!("up.{i}"))) != "DUNNO" {
+        assert!(back.elapsed() < Duration::from_secs(5), "no recovery");
+        std::thread::sleep(Duration::from_millis(100));
+        i += 1;
+    }
+    serve.signal("TERM").unwrap();
+    assert!(mailwarrant::testkit::wait_until(Duration::from_secs(10), || !serve.is_running()));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("Redis store unavailable"), 1, "one line for 40 failed requests:\n{log}");
+    assert_eq!(count("counter store unavailable for policy requests"), 1, "{log}");
+    assert_eq!(count("Redis store reachable again"), 1, "{log}");
+}
