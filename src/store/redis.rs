@@ -154,11 +154,12 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.settings.connect_timeout)
             .set_response_timeout(self.settings.operation_timeout)
-            // Give up a reconnection quickly: the next request starts a
-            // new one, so recovery follows Redis's return within about
-            // a second instead of after a long backoff.
-            .set_number_of_retries(1)
-            .set_max_delay(500);
+            // One attempt per (re)connection, no backoff: while Redis is
+            // down every request fails at once (a refused connection costs
+            // microseconds, a silent host `connect_timeout`) instead of
+            // waiting out retries, and the next request tries again, so
+            // recovery follows Redis's return immediately.
+            .set_number_of_retries(0);
         self.connections[i]
             .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
             .await

@@ -67,7 +67,7 @@ async fn an_unreachable_redis_is_unavailable_quickly_and_connect_fails_clearly()
     let started = Instant::now();
     let err = store.incr("k", 1, Duration::from_secs(1)).await.unwrap_err();
     assert!(matches!(err, mailwarrant::store::StoreError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert!(store.check_health().await.is_err());
     let mailwarrant::config::StoreSettings::Redis(settings) = &config.store else { panic!("redis settings") };
     assert!(RedisStore::connect(settings).await.is_err());
@@ -295,7 +295,9 @@ fn sixty_four_concurrent_senders_stop_exactly_at_the_limit_on_sqlite() {
 fn a_redis_crash_defers_then_recovers_without_a_restart() {
     let slapd = Slapd::start().unwrap();
     let mut redis = RedisServer::start().unwrap();
-    let store = format!("{}operation_timeout = \"300ms\"\n", redis.store_toml("crash:"));
+    // A killed Redis refuses connections at once; the timeout only guards
+    // against a starved machine deferring before the crash.
+    let store = format!("{}operation_timeout = \"2s\"\n", redis.store_toml("crash:"));
     let a = Instance::start(&slapd.config_toml(), &store, "8/1d");
     let rt = client_runtime();
     let mut c = rt.block_on(PolicyClient::connect(a.policy));
@@ -451,7 +453,7 @@ fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
     std::fs::write(
         &file,
         format!(
-            "{}{}operation_timeout = \"200ms\"\n[auth.dovecot]\nlisten = []\n[policy]\nlisten = \"127.0.0.1:{policy_port}\"\n\
+            "{}{}operation_timeout = \"2s\"\n[auth.dovecot]\nlisten = []\n[policy]\nlisten = \"127.0.0.1:{policy_port}\"\n\
              organisation_domains = [\"example.com\"]\n[policy.profiles.default]\nrate_limits = [{{ rate = \"100/1d\" }}]\n",
             demo_ldif_directory(),
             redis.store_toml("serve:")
@@ -473,10 +475,13 @@ fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
     wait_for_port(policy, Duration::from_secs(20)).expect("serve starts while Redis is down");
     let rt = client_runtime();
     let mut c = rt.block_on(PolicyClient::connect(policy));
+    let down = Instant::now();
     for i in 0..40 {
         let action = rt.block_on(c.message("alice", &format!("down.{i}")));
         assert!(action.starts_with("451 4.3.0"), "{action}");
     }
+    // A refused connection fails fast: no request waits out the 2 s timeout.
+    assert!(down.elapsed() < Duration::from_secs(10), "40 deferrals took {:?}", down.elapsed());
     redis.restart().unwrap();
     let back = Instant::now();
     let mut i = 0;
