@@ -151,6 +151,9 @@ impl RedisStore {
 
     async fn connection(&self) -> std::result::Result<ConnectionManager, RedisError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        if let Some(ready) = self.connections[i].get() {
+            return Ok(ready.clone());
+        }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.settings.connect_timeout)
             .set_response_timeout(self.settings.operation_timeout)
