@@ -44,7 +44,8 @@ pub struct RawStore {
     /// Redis only: connections kept open (each multiplexes many requests).
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
-    /// Redis only: how long one connection attempt may take.
+    /// Redis only: how long one connection attempt may take (a request
+    /// still waits at most `operation_timeout` for it).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: String,
     /// Redis only: how long one operation may take before the store counts
