@@ -7,12 +7,14 @@
 //! users. Prints requests/s, p50 and p99 per concurrency level.
 //!
 //! Without `--target` it starts mailwarrant in-process against a test
-//! slapd seeded with the users, with SQLite counters. With `--target
+//! slapd seeded with the users, with SQLite counters, or with `--store
+//! redis` Redis counters (a redis-server it starts, or `--redis-url`). With `--target
 //! HOST:PORT` it drives another policy server (postfwd2,
 //! policyd-rate-limit) the same way: `scripts/bench/compare-policy.sh`.
 //!
 //! `cargo bench --bench policy -- [--target H:P] [--label NAME]
-//!  [--concurrency 1,8,32] [--seconds 5] [--recipients 4] [--users 10000]`
+//!  [--concurrency 1,8,32] [--seconds 5] [--recipients 4] [--users 10000]
+//!  [--synchronous full|normal] [--store sqlite|redis] [--redis-url URL]`
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,6 +34,10 @@ struct Args {
     users: usize,
     /// `[store] synchronous` of the in-process mailwarrant.
     synchronous: String,
+    /// `[store] kind` of the in-process mailwarrant.
+    store: String,
+    /// A running Redis; without it `--store redis` starts one.
+    redis_url: Option<String>,
 }
 
 fn args() -> Args {
@@ -43,6 +49,8 @@ fn args() -> Args {
         recipients: 4,
         users: 10_000,
         synchronous: "full".into(),
+        store: "sqlite".into(),
+        redis_url: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +65,8 @@ fn args() -> Args {
             "--recipients" => a.recipients = value().parse().expect("--recipients N"),
             "--users" => a.users = value().parse().expect("--users N"),
             "--synchronous" => a.synchronous = value(),
+            "--store" => a.store = value(),
+            "--redis-url" => a.redis_url = Some(value()),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -198,22 +208,37 @@ fn rand_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) << 20
 }
 
-/// mailwarrant in-process: test slapd with the users, SQLite counters.
+/// mailwarrant in-process: test slapd with the users, SQLite or Redis
+/// counters.
 struct InProcess {
     addr: SocketAddr,
     _slapd: mailwarrant::testkit::slapd::Slapd,
+    _redis: Option<mailwarrant::testkit::redis::RedisServer>,
     _dir: tempfile::TempDir,
     _stop: mailwarrant::serve::ShutdownTrigger,
     _runtime: tokio::runtime::Runtime,
 }
 
-fn start_mailwarrant(users: usize, synchronous: &str) -> InProcess {
+fn start_mailwarrant(a: &Args) -> InProcess {
+    let users = a.users;
     eprintln!("starting slapd with {users} users …");
     let slapd = mailwarrant::testkit::slapd::Slapd::start_with_users(users)
         .expect("slapd starts (scripts/test.sh installs it)");
     let dir = tempfile::tempdir().unwrap();
+    let (store, redis) = match (a.store.as_str(), &a.redis_url) {
+        ("sqlite", _) => (format!("[store]\npath = \"bench.sqlite\"\nsynchronous = \"{}\"\n", a.synchronous), None),
+        ("redis", Some(url)) => {
+            (format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\nprefix = \"bench{}:\"\n", rand_seed()), None)
+        }
+        ("redis", None) => {
+            let redis = mailwarrant::testkit::redis::RedisServer::start()
+                .expect("redis-server starts (scripts/test.sh installs it)");
+            (redis.store_toml("bench:"), Some(redis))
+        }
+        (other, _) => panic!("--store sqlite|redis, not {other}"),
+    };
     let text = format!(
-        "{}\n[auth.dovecot]\nlisten = []\n[identity]\ncache_ttl = \"30m\"\nrefresh_after = \"25m\"\n[store]\npath = \"bench.sqlite\"\nsynchronous = \"{synchronous}\"\n\
+        "{}\n[auth.dovecot]\nlisten = []\n[identity]\ncache_ttl = \"30m\"\nrefresh_after = \"25m\"\n{store}\
          [policy]\nlisten = \"127.0.0.1:0\"\norganisation_domains = [\"example.com\"]\n\
          [policy.profiles.default]\nallowed_sender_domains = [\"example.com\"]\nrequire_sender_match = true\n\
          max_recipients = 100\nmay_send_to_lists = false\nrate_limits = [{{ rate = \"100000/1d\" }}]\n",
@@ -232,13 +257,13 @@ fn start_mailwarrant(users: usize, synchronous: &str) -> InProcess {
         tokio::spawn(listeners.serve(app.policy.clone().unwrap(), shutdown));
         addr
     });
-    InProcess { addr, _slapd: slapd, _dir: dir, _stop: stop, _runtime: runtime }
+    InProcess { addr, _slapd: slapd, _redis: redis, _dir: dir, _stop: stop, _runtime: runtime }
 }
 
 fn main() {
     let a = Arc::new(args());
     let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let server = if a.target.is_none() { Some(start_mailwarrant(a.users, &a.synchronous)) } else { None };
+    let server = if a.target.is_none() { Some(start_mailwarrant(&a)) } else { None };
     let target = a.target.or(server.as_ref().map(|s| s.addr)).unwrap();
     // Warm-up: every user once (fills mailwarrant's identity cache from
     // the directory, as a running service has), not measured. Other

@@ -21,6 +21,8 @@ REQUIRED=(
   openssl:/usr/bin/openssl
   tzdata:/usr/share/zoneinfo/Europe/Berlin
   curl:/usr/bin/curl
+  redis-server:/usr/bin/redis-server
+  redis-tools:/usr/bin/redis-cli
 )
 
 missing=()

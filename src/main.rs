@@ -33,6 +33,10 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also connect to the store (Redis: a PING round trip; SQLite:
+        /// open the file) and report whether it answers.
+        #[arg(long)]
+        connect: bool,
     },
     /// Print what the directory says about a login or address, as JSON.
     Lookup {
@@ -117,7 +121,14 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::CheckConfig { config } => Ok(check_config(&config)),
+        Command::CheckConfig { config, connect } => {
+            let code = check_config(&config);
+            if !connect || code != ExitCode::SUCCESS {
+                return Ok(code);
+            }
+            let config = Config::load(&config)?;
+            runtime()?.block_on(check_store(&config))
+        }
         Command::ConfigSchema => {
             print!("{}", mailwarrant::config::json_schema());
             Ok(ExitCode::SUCCESS)
@@ -172,6 +183,32 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `check-config --connect`: one round trip to the configured store.
+async fn check_store(config: &Config) -> anyhow::Result<ExitCode> {
+    let (what, result) = match &config.store {
+        mailwarrant::config::StoreSettings::Redis(redis) => {
+            (format!("Redis at {}", redis.url), mailwarrant::store::redis::RedisStore::connect(redis).await.map(|_| ()))
+        }
+        mailwarrant::config::StoreSettings::Sqlite { path, .. } => (
+            format!("SQLite at {}", path.display()),
+            match serve::open_store(&config.store) {
+                Ok(store) => store.check_health().await,
+                Err(e) => Err(e),
+            },
+        ),
+    };
+    match result {
+        Ok(()) => {
+            eprintln!("store: {what} answers");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("store: {what} does not answer: {e}");
+            Ok(ExitCode::from(3))
         }
     }
 }

@@ -26,6 +26,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 need=()
 [ -x /usr/sbin/postfwd2 ] || need+=(postfwd)
 [ -x /usr/bin/policyd-rate-limit ] || need+=(policyd-rate-limit)
+[ -x /usr/bin/redis-server ] || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
@@ -55,6 +56,8 @@ echo
 # the default durability (fsync per commit), then with `synchronous = "normal"`.
 bench --label "mailwarrant (sqlite full)" --synchronous full
 bench --label "mailwarrant (sqlite normal)" --synchronous normal | tail -n +3
+# The shared store: a local redis-server the benchmark starts (no persistence).
+bench --label "mailwarrant (redis)" --store redis | tail -n +3
 
 # postfwd2
 mkdir -p "$work/postfwd"; chmod 777 "$work/postfwd"

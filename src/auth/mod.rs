@@ -40,10 +40,13 @@ use crate::audit_log::AuditLog;
 use crate::config::auth::AuthSettings;
 use crate::directory::{BindOutcome, RejectReason};
 use crate::identity::{AccountStatus, Identity, IdentityCache, Login, LookupKey};
-use crate::store::Store;
+use crate::store::{LogEvery, Store};
 use credentials::{CredentialCache, Recall};
 pub use throttle::ThrottleMode;
 use throttle::{Limit, Throttle};
+
+/// During a store outage every AUTH request hits it: a line every 30 s.
+static STORE_OUTAGE_LOG: LogEvery = LogEvery::new(Duration::from_secs(30));
 
 /// Longest login accepted (bytes); longer ones are refused unread.
 pub const MAX_LOGIN_LEN: usize = 256;
@@ -306,7 +309,9 @@ impl Authenticator {
             Ok(None) => {}
             Ok(Some(limit)) => return reply.throttled(limit),
             Err(e) => {
-                tracing::warn!(error = %e, "store unavailable for the AUTH throttle");
+                if STORE_OUTAGE_LOG.due() {
+                    tracing::warn!(error = %e, "store unavailable for the AUTH throttle");
+                }
                 return reply.temporary(Reason::StoreUnavailable);
             }
         }
@@ -383,7 +388,9 @@ impl Authenticator {
             RejectReason::InvalidCredentials => {
                 if state.credentials.remember_failure(login, verifier, Instant::now()) {
                     if let Err(e) = state.throttle.record_failure(login.as_str(), req.client).await {
-                        tracing::warn!(error = %e, "failure not counted: store unavailable");
+                        if STORE_OUTAGE_LOG.due() {
+                            tracing::warn!(error = %e, "failure not counted: store unavailable");
+                        }
                     }
                 }
                 reply.refuse(Reason::InvalidCredentials, None)
@@ -426,7 +433,9 @@ impl Authenticator {
             Err(_) => return reply.temporary(Reason::StoreUnavailable),
         }
         if let Err(e) = state.throttle.record_failure(typed.as_str(), req.client).await {
-            tracing::warn!(error = %e, "failure not counted: store unavailable");
+            if STORE_OUTAGE_LOG.due() {
+                tracing::warn!(error = %e, "failure not counted: store unavailable");
+            }
         }
         self.identities.directory().spend_on_unknown_login(&req.password).await;
         reply.refuse(Reason::UnknownUser, None)

@@ -1,17 +1,25 @@
 //! `[store]`: where counters, throttles and the audit trail live.
+//!
+//! `kind = "sqlite"` (default): one file owned by this process.
+//! `kind = "redis"`: a Redis server shared by several mailwarrant
+//! instances, so limits, lockouts and the reminder ledger hold across
+//! them.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::problems::Problems;
-use super::Validate;
+use super::{duration, Validate};
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
-    /// `sqlite`, the embedded default.
+    /// `sqlite`, the embedded default, or `redis`, shared by several
+    /// instances.
     #[serde(default)]
     pub kind: StoreKind,
     /// SQLite database file, relative to the config file.
@@ -23,6 +31,27 @@ pub struct RawStore {
     /// power loss or an OS crash, for a much lower commit latency.
     #[serde(default)]
     pub synchronous: Synchronous,
+    /// Redis only: `redis://[:password@]host:port[/db]` or `rediss://…`
+    /// (TLS). A single Redis server (or a proxy in front of several);
+    /// Sentinel and Cluster URLs are not supported. A password in the URL
+    /// is hidden when the config is printed.
+    #[serde(default, serialize_with = "serialize_url_redacted")]
+    pub url: Option<String>,
+    /// Redis only: prefix of every key, so several applications (or
+    /// several mailwarrant sites) can share one Redis.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Redis only: connections kept open (each multiplexes many requests).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Redis only: how long one connection attempt may take (a request
+    /// still waits at most `operation_timeout` for it).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    /// Redis only: how long one operation may take before the store counts
+    /// as unavailable (callers then apply their outage action).
+    #[serde(default = "default_operation_timeout")]
+    pub operation_timeout: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -45,7 +74,16 @@ impl Synchronous {
 
 impl Default for RawStore {
     fn default() -> Self {
-        Self { kind: StoreKind::default(), path: default_sqlite_path(), synchronous: Synchronous::default() }
+        Self {
+            kind: StoreKind::default(),
+            path: default_sqlite_path(),
+            synchronous: Synchronous::default(),
+            url: None,
+            prefix: default_prefix(),
+            pool_size: default_pool_size(),
+            connect_timeout: default_connect_timeout(),
+            operation_timeout: default_operation_timeout(),
+        }
     }
 }
 
@@ -54,27 +92,198 @@ impl Default for RawStore {
 pub enum StoreKind {
     #[default]
     Sqlite,
+    Redis,
+}
+
+/// `check-config` prints the raw config: never the URL's password.
+fn serialize_url_redacted<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&RedisUrl(u.clone()).to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 fn default_sqlite_path() -> PathBuf {
     "mailwarrant.sqlite".into()
 }
 
+fn default_prefix() -> String {
+    "mailwarrant:".into()
+}
+
+fn default_pool_size() -> u32 {
+    4
+}
+
+fn default_connect_timeout() -> String {
+    "2s".into()
+}
+
+fn default_operation_timeout() -> String {
+    "500ms".into()
+}
+
+/// Most connections `pool_size` may ask for.
+const MAX_POOL_SIZE: u32 = 64;
+
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
     Sqlite { path: PathBuf, synchronous: Synchronous },
+    Redis(RedisSettings),
 }
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: RedisUrl,
+    pub prefix: String,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub operation_timeout: Duration,
+}
+
+/// A Redis URL; may carry a password, so `Debug` and `Display` show it
+/// without one.
+#[derive(Clone)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // scheme://[user[:password]@]rest → scheme://rest (credentials hidden)
+        match self.0.split_once("://") {
+            Some((scheme, rest)) => match rest.rsplit_once('@') {
+                Some((_, host)) => write!(f, "{scheme}://***@{host}"),
+                None => write!(f, "{scheme}://{rest}"),
+            },
+            None => f.write_str("(not a URL)"),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// URL schemes the Redis backend accepts; only `redis://` is exercised by
+/// the test suite.
+const REDIS_SCHEMES: &[&str] = &["redis", "rediss", "redis+unix", "unix"];
 
 impl Validate for RawStore {
     type Output = StoreSettings;
 
     fn validate(&self, p: &mut Problems, base_dir: &Path) -> Option<StoreSettings> {
-        let path = base_dir.join(&self.path);
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() && !parent.is_dir() {
-                p.error("store.path", format!("folder {} does not exist", parent.display()));
+        match self.kind {
+            StoreKind::Sqlite => {
+                if self.url.is_some() {
+                    p.error(
+                        "store.url",
+                        "a Redis URL is set but store.kind is \"sqlite\"; set kind = \"redis\" or remove url",
+                    );
+                }
+                let path = base_dir.join(&self.path);
+                if let Some(parent) = path.parent() {
+                    if !parent.as_os_str().is_empty() && !parent.is_dir() {
+                        p.error("store.path", format!("folder {} does not exist", parent.display()));
+                    }
+                }
+                Some(StoreSettings::Sqlite { path, synchronous: self.synchronous })
+            }
+            StoreKind::Redis => self.validate_redis(p).map(StoreSettings::Redis),
+        }
+    }
+}
+
+impl RawStore {
+    fn validate_redis(&self, p: &mut Problems) -> Option<RedisSettings> {
+        let connect_timeout = duration::parse(p, "store.connect_timeout", &self.connect_timeout);
+        let operation_timeout = duration::parse(p, "store.operation_timeout", &self.operation_timeout);
+        for (key, d) in [("store.connect_timeout", connect_timeout), ("store.operation_timeout", operation_timeout)] {
+            if d == Some(Duration::ZERO) {
+                p.error(key, "must be longer than zero");
             }
         }
-        Some(StoreSettings::Sqlite { path, synchronous: self.synchronous })
+        if self.pool_size == 0 || self.pool_size > MAX_POOL_SIZE {
+            p.error("store.pool_size", format!("must be between 1 and {MAX_POOL_SIZE}"));
+        }
+        if self.prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            p.error("store.prefix", "must not contain spaces or control characters");
+        }
+        let Some(url) = &self.url else {
+            p.error("store.url", "kind = \"redis\" needs url = \"redis://host:6379\"");
+            return None;
+        };
+        let url = RedisUrl(url.trim().to_owned());
+        let scheme = url.0.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some(s) if REDIS_SCHEMES.contains(&s) => {
+                if let Err(e) = crate::store::redis::check_url(url.expose()) {
+                    p.error("store.url", format!("{url} is not a usable Redis URL: {e}"));
+                }
+            }
+            Some(s) if s.contains("sentinel") || s.contains("cluster") => p.error(
+                "store.url",
+                format!(
+                    "{s}:// is not supported: point url at a single Redis (or a proxy such as an HA virtual address)"
+                ),
+            ),
+            _ => {
+                p.error("store.url", format!("{url} is not a Redis URL; write redis://host:6379 or rediss://host:6380"))
+            }
+        }
+        if !self.path.as_os_str().is_empty() && self.path != default_sqlite_path() {
+            p.warn("store.path", "ignored with kind = \"redis\"");
+        }
+        Some(RedisSettings {
+            url,
+            prefix: self.prefix.clone(),
+            pool_size: self.pool_size.clamp(1, MAX_POOL_SIZE) as usize,
+            connect_timeout: connect_timeout?,
+            operation_timeout: operation_timeout?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> (Problems, Option<StoreSettings>) {
+        let raw: RawStore = toml::from_str(text).unwrap();
+        let mut p = Problems::default();
+        let s = raw.validate(&mut p, Path::new("."));
+        (p, s)
+    }
+
+    #[test]
+    fn redis_needs_a_url_and_sane_values() {
+        let (p, _) = check("kind = \"redis\"");
+        assert_eq!(p.errors[0].path, "store.url");
+        let (p, _) = check("kind = \"redis\"\nurl = \"redis+sentinel://h:26379/mymaster\"");
+        assert!(p.errors[0].message.contains("not supported"), "{:?}", p.errors);
+        let (p, _) = check("kind = \"redis\"\nurl = \"http://h\"\npool_size = 0\noperation_timeout = \"soon\"");
+        let paths: Vec<_> = p.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["store.operation_timeout", "store.pool_size", "store.url"]);
+        let (p, _) = check("url = \"redis://h\"");
+        assert_eq!(p.errors[0].path, "store.url", "a URL with kind sqlite is a mistake");
+    }
+
+    #[test]
+    fn redis_settings_hide_the_password() {
+        let (p, s) = check("kind = \"redis\"\nurl = \"redis://:s3cret@127.0.0.1:6379/2\"");
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let Some(StoreSettings::Redis(r)) = s else { panic!("redis settings") };
+        assert_eq!(r.prefix, "mailwarrant:");
+        assert_eq!(r.operation_timeout, Duration::from_millis(500));
+        assert!(!format!("{r:?}").contains("s3cret"));
+        assert_eq!(r.url.to_string(), "redis://***@127.0.0.1:6379/2");
+        let raw: RawStore = toml::from_str("kind = \"redis\"\nurl = \"redis://:s3cret@h\"").unwrap();
+        assert!(!toml::to_string(&raw).unwrap().contains("s3cret"));
     }
 }

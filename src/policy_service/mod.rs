@@ -357,7 +357,11 @@ impl PolicyService {
         }
         let record = audit_record(req, &decision, trace, login, now);
         if let Err(e) = audit::record(self.store.as_ref(), &record, settings.audit_keep).await {
-            tracing::warn!(error = %e, reference = %reference, "cannot write the policy audit record");
+            // Fails for every refusal while the store is down: a line every 30 s.
+            static LOG: crate::store::LogEvery = crate::store::LogEvery::new(std::time::Duration::from_secs(30));
+            if LOG.due() {
+                tracing::warn!(error = %e, reference = %reference, "cannot write the policy audit record");
+            }
         }
         decision
     }
@@ -459,7 +463,11 @@ fn directory_outage(error: &str) -> Decision {
 }
 
 fn store_outage(settings: &PolicySettings, error: &StoreError) -> Decision {
-    tracing::warn!(error = %error, action = ?settings.store_error_action, "counter store unavailable for a policy request");
+    // Every request fails alike during an outage: a line every 30 s.
+    static LOG: crate::store::LogEvery = crate::store::LogEvery::new(std::time::Duration::from_secs(30));
+    if LOG.due() {
+        tracing::warn!(error = %error, action = ?settings.store_error_action, "counter store unavailable for policy requests");
+    }
     let (verdict, code) = match settings.store_error_action {
         OutageAction::Dunno => return Decision::accept(),
         OutageAction::Defer => (Verdict::Defer, decision::TEMPORARY_FAILURE),

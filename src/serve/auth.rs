@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use super::activation::Inherited;
 use super::{App, ServeError, Shutdown};
 use crate::auth::{Authenticator, ThrottleMode};
-use crate::config::{Config, StoreSettings};
+use crate::config::Config;
 use crate::protocols::dovecot_auth::{bind_unix, DovecotAuthServer};
 use crate::protocols::saslauthd::SaslauthdServer;
 
@@ -33,10 +33,9 @@ pub fn start(
 ) -> Result<Arc<Authenticator>, ServeError> {
     let settings = app.config.auth.clone();
     // SQLite belongs to this process alone: throttle counts can live in
-    // memory (written through). Any other store is shared.
-    let mode = match app.config.store {
-        StoreSettings::Sqlite { .. } => ThrottleMode::Local,
-    };
+    // memory (written through). A shared store (Redis) is read on every
+    // check, so a lockout through another instance holds here too.
+    let mode = if app.store.is_shared() { ThrottleMode::Shared } else { ThrottleMode::Local };
     let authenticator = Arc::new(
         Authenticator::new(app.identities.clone(), app.store.clone(), settings.clone(), mode)
             .with_audit(app.audit.clone()),

@@ -21,6 +21,7 @@ use crate::policy_service::PolicyService;
 use crate::protocols::milter::listener::MilterListeners;
 use crate::protocols::policy_delegation::listener::PolicyListeners;
 use crate::reminders;
+use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 pub use shutdown::{Shutdown, ShutdownTrigger};
@@ -75,6 +76,8 @@ impl App {
 pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     match settings {
         StoreSettings::Sqlite { path, synchronous } => Ok(Arc::new(SqliteStore::open_with(path, *synchronous)?)),
+        // Connects on first use: mailwarrant starts while Redis is down.
+        StoreSettings::Redis(redis) => Ok(Arc::new(RedisStore::open(redis)?)),
     }
 }
 

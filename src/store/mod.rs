@@ -3,14 +3,19 @@
 //! (audit trail).
 //!
 //! The trait is deliberately narrow so each method maps onto one Redis
-//! command or script (the Redis backend comes later): `incr` is
-//! `INCRBY`+`EXPIRE NX` in one script, `set_if_absent` is `SET NX PX`,
-//! `append` is `XADD` with a cap. The store keeps its own clock for
-//! expiry, so several instances agree on it.
+//! command or script ([`redis`]): `incr` is `INCRBY`+`PEXPIRE` in one
+//! script, `set_if_absent` is `SET NX PX`, `append` is `LPUSH`+`LTRIM`.
+//! The store keeps its own clock for expiry, so several instances agree
+//! on it. Both backends pass the same behavioural suite
+//! ([`conformance`]).
 
+pub mod conformance;
+pub mod redis;
 pub mod sqlite;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -94,4 +99,60 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip, for readiness checks.
     async fn check_health(&self) -> Result<()>;
+
+    /// True when other processes (other mailwarrant instances) use the same
+    /// state, so nothing may be cached in this process: the AUTH throttle
+    /// then reads the store on every check.
+    fn is_shared(&self) -> bool {
+        false
+    }
+}
+
+/// At most one of a repeated log line per period: during a store outage
+/// every request fails the same way, and an admin needs a few clear lines,
+/// not one per request. One per call site (`static`).
+pub struct LogEvery {
+    period_ms: u64,
+    /// Milliseconds since [`START`] of the last line; `u64::MAX`: never.
+    last: AtomicU64,
+}
+
+static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl LogEvery {
+    pub const fn new(period: Duration) -> Self {
+        Self { period_ms: period.as_millis() as u64, last: AtomicU64::new(u64::MAX) }
+    }
+
+    /// True when the line should be written now (then not again for the
+    /// period, whichever thread asks).
+    pub fn due(&self) -> bool {
+        let now = START.elapsed().as_millis() as u64;
+        let last = self.last.load(Ordering::Relaxed);
+        if last != u64::MAX && now.saturating_sub(last) < self.period_ms {
+            return false;
+        }
+        self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
+    /// Forgets the last line: the next `due` is true (an outage ended).
+    pub fn reset(&self) {
+        self.last.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_every_lets_one_line_through_per_period() {
+        let every = LogEvery::new(Duration::from_secs(3600));
+        assert!(every.due());
+        assert!(!every.due());
+        every.reset();
+        assert!(every.due());
+        let always = LogEvery::new(Duration::ZERO);
+        assert!(always.due() && always.due());
+    }
 }

@@ -405,119 +405,42 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
+    use super::*;
+    use crate::store::conformance;
+
+    fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
-        (dir, s)
+        (dir, Arc::new(s))
     }
 
-    #[tokio::test]
-    async fn counters_add_expire_and_restart_from_zero() {
-        let (_d, s) = store();
-        assert_eq!(s.incr("c", 2, Duration::from_millis(150)).await.unwrap(), 2);
-        assert_eq!(s.incr("c", 3, Duration::from_secs(60)).await.unwrap(), 5);
-        let (v, left) = s.counter_with_ttl("c").await.unwrap().unwrap();
-        assert_eq!(v, 5);
-        assert!(left <= Duration::from_millis(150), "an existing counter keeps its expiry");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(s.counter("c").await.unwrap(), 0);
-        assert_eq!(s.incr("c", 1, Duration::from_secs(60)).await.unwrap(), 1);
+    /// The shared behaviour ([`conformance`]), one test per check.
+    macro_rules! conformance {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $name() {
+                let (_d, s) = store();
+                conformance::$name(s).await;
+            }
+        )*};
     }
 
-    #[tokio::test]
-    async fn concurrent_increments_are_never_lost() {
-        let (_d, s) = store();
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    for _ in 0..50 {
-                        s.incr("k", 1, Duration::from_secs(60)).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(s.counter("k").await.unwrap(), 64 * 50);
-    }
+    conformance!(
+        counters_add_expire_and_restart_from_zero,
+        concurrent_increments_are_never_lost,
+        incr_within_is_all_or_nothing_and_once,
+        concurrent_charges_stop_exactly_at_the_limit,
+        set_if_absent_is_a_lock,
+        values_replace_expire_and_delete,
+        logs_keep_only_the_newest,
+    );
 
-    #[tokio::test]
-    async fn incr_within_is_all_or_nothing_and_once() {
-        let (_d, s) = store();
-        let inc = |key: &str, delta, limit| Increment { key: key.into(), delta, limit, ttl: Duration::from_secs(60) };
-        let two = [inc("day", 1, 3), inc("rcpt", 5, 10)];
-        assert_eq!(
-            s.incr_within(Some(("m1", Duration::from_secs(60))), &two).await.unwrap(),
-            ChargeOutcome::Charged(vec![1, 5])
-        );
-        assert_eq!(
-            s.incr_within(Some(("m1", Duration::from_secs(60))), &two).await.unwrap(),
-            ChargeOutcome::AlreadyCharged
-        );
-        assert_eq!(
-            s.incr_within(Some(("m2", Duration::from_secs(60))), &two).await.unwrap(),
-            ChargeOutcome::Charged(vec![2, 10])
-        );
-        // The second window would pass 10: nothing changes, not even the first.
-        assert_eq!(
-            s.incr_within(Some(("m3", Duration::from_secs(60))), &two).await.unwrap(),
-            ChargeOutcome::Refused { index: 1, values: vec![2, 10] }
-        );
-        assert_eq!(s.counter("day").await.unwrap(), 2);
-        // A refused charge leaves no `once` key behind.
-        assert_eq!(s.get("m3").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn concurrent_charges_stop_exactly_at_the_limit() {
-        let (_d, s) = store();
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let mut won = 0;
-                    for _ in 0..40 {
-                        let inc = [Increment { key: "k".into(), delta: 1, limit: 1000, ttl: Duration::from_secs(60) }];
-                        if let ChargeOutcome::Charged(_) = s.incr_within(None, &inc).await.unwrap() {
-                            won += 1;
-                        }
-                    }
-                    won
-                })
-            })
-            .collect();
-        let mut total = 0;
-        for t in tasks {
-            total += t.await.unwrap();
-        }
-        assert_eq!(total, 1000);
-        assert_eq!(s.counter("k").await.unwrap(), 1000);
-    }
-
-    #[tokio::test]
-    async fn set_if_absent_is_a_lock() {
-        let (_d, s) = store();
-        assert!(s.set_if_absent("l", b"a", Some(Duration::from_millis(100))).await.unwrap());
-        assert!(!s.set_if_absent("l", b"b", None).await.unwrap());
-        assert_eq!(s.get("l").await.unwrap().as_deref(), Some(&b"a"[..]));
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        assert!(s.set_if_absent("l", b"c", None).await.unwrap());
-        assert!(s.delete("l").await.unwrap());
-        assert_eq!(s.get("l").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn logs_keep_only_the_newest() {
-        let (_d, s) = store();
-        for i in 0..10u8 {
-            s.append("audit", &[i], 3).await.unwrap();
-        }
-        s.append("other", b"x", 3).await.unwrap();
-        assert_eq!(s.tail("audit", 10).await.unwrap(), vec![vec![9], vec![8], vec![7]]);
+    #[test]
+    fn every_conformance_check_runs_here() {
+        // Keep the macro list above in step with `conformance::CHECKS`.
+        assert_eq!(conformance::CHECKS.len(), 7);
     }
 
     #[tokio::test]
@@ -530,5 +453,6 @@ mod tests {
         }
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.counter("day").await.unwrap(), 7);
+        assert!(!s.is_shared());
     }
 }

@@ -9,6 +9,7 @@
 pub mod dovecot_client;
 pub mod exim;
 pub mod postfix;
+pub mod redis;
 pub mod samba;
 pub mod slapd;
 pub mod smtp_server;

@@ -33,3 +33,4 @@ mod policy_rig;
 mod policy_socket;
 mod postfix;
 mod reminders;
+mod store_redis;
