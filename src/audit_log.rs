@@ -53,6 +53,10 @@ pub struct AuditLine<'a> {
     /// Observe-mode refusals held back (`would_reject rule`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub observed: Vec<String>,
+    /// AUTH: from the request's arrival to the decision (the failure delay
+    /// comes after and is not included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 /// A cheap handle; disabled when `[audit]` is absent.
@@ -163,6 +167,7 @@ mod tests {
             sender: None,
             recipient: None,
             observed: vec![],
+            latency_ms: Some(1.5),
         });
         drop(log);
         let path = settings.path.clone();

@@ -40,7 +40,7 @@ impl fmt::Display for Escaped<'_> {
 }
 
 /// The decision's line in the JSON audit file, and its metric.
-pub fn write_line(log: &AuditLog, request: &AuthRequest, decision: &AuthDecision) {
+pub fn write_line(log: &AuditLog, request: &AuthRequest, decision: &AuthDecision, latency: Duration) {
     crate::metrics::auth_decision(request.protocol.as_str(), decision.kind.as_str(), decision.reason.as_str());
     if !log.is_enabled() {
         return;
@@ -59,6 +59,7 @@ pub fn write_line(log: &AuditLog, request: &AuthRequest, decision: &AuthDecision
         sender: None,
         recipient: None,
         observed: Vec::new(),
+        latency_ms: Some(latency.as_secs_f64() * 1000.0),
     });
 }
 

@@ -269,7 +269,7 @@ impl Authenticator {
         let state = self.state();
         let decision = self.decide(&state, &request, started).await;
         audit::record(&request.login, request.client, request.protocol, &decision, started.elapsed());
-        audit::write_line(&self.audit, &request, &decision);
+        audit::write_line(&self.audit, &request, &decision, started.elapsed());
         decision
     }
 

@@ -393,6 +393,7 @@ impl PolicyService {
             sender: req.sender.as_deref().map(clip),
             recipient: req.recipient.as_deref().map(clip),
             observed: d.observed.iter().map(|f| format!("{} {}", f.verdict.would(), f.rule_name())).collect(),
+            latency_ms: None,
         });
     }
 }

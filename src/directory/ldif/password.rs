@@ -4,8 +4,8 @@
 //!
 //! Cleartext values are refused: a file directory must not hold them.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
@@ -22,12 +22,15 @@ pub enum Verdict {
 
 /// Compares in constant time (per scheme) and never logs either side.
 pub fn verify(stored: &str, password: &[u8]) -> Verdict {
+    verify_with(stored, password, &mut Vec::new())
+}
+
+/// [`verify`] with Argon2's working memory in `blocks`, grown as needed
+/// and kept by the caller, so a thread that checks many hashes allocates
+/// its 19 MiB once instead of once per check (see `hasher`).
+pub fn verify_with(stored: &str, password: &[u8], blocks: &mut Vec<Block>) -> Verdict {
     if let Some(phc) = strip_scheme(stored, "{ARGON2}") {
-        let Ok(hash) = PasswordHash::new(phc) else { return Verdict::Unsupported };
-        return match Argon2::default().verify_password(password, &hash) {
-            Ok(()) => Verdict::Match,
-            Err(_) => Verdict::Mismatch,
-        };
+        return verify_argon2(phc, password, blocks).unwrap_or(Verdict::Unsupported);
     }
     if let Some(b64) = strip_scheme(stored, "{SSHA}") {
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
@@ -43,6 +46,23 @@ pub fn verify(stored: &str, password: &[u8]) -> Verdict {
         return if bool::from(h.finalize().as_slice().ct_eq(digest)) { Verdict::Match } else { Verdict::Mismatch };
     }
     Verdict::Unsupported
+}
+
+/// `None`: not a PHC string this library can check.
+fn verify_argon2(phc: &str, password: &[u8], blocks: &mut Vec<Block>) -> Option<Verdict> {
+    let hash = PasswordHash::new(phc).ok()?;
+    let expected = hash.hash?;
+    let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
+    let version = hash.version.map_or(Some(Version::default()), |v| Version::try_from(v).ok())?;
+    let params = Params::try_from(&hash).ok()?;
+    let mut salt = [0u8; 64];
+    let salt = hash.salt?.decode_b64(&mut salt).ok()?;
+    blocks.resize(params.block_count(), Block::default());
+    let mut out = zeroize::Zeroizing::new(vec![0u8; expected.len()]);
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..])
+        .ok()?;
+    Some(if bool::from(out.as_slice().ct_eq(expected.as_bytes())) { Verdict::Match } else { Verdict::Mismatch })
 }
 
 /// True when `stored` uses a scheme [`verify`] understands.
