@@ -22,7 +22,7 @@ fn swaks(exim: &Exim, mech: &str, user: &str, password: &str) -> (bool, String) 
 
 #[test]
 fn exim_delegates_auth_to_mailwarrant() {
-    let slapd = Slapd::start().unwrap();
+    let mut slapd = Slapd::start().unwrap();
     let stack = Stack::start(&slapd.config_toml(), "");
     let exim = Exim::start(&stack.dovecot_socket).unwrap();
 
@@ -40,4 +40,12 @@ fn exim_delegates_auth_to_mailwarrant() {
     assert!(t.contains("535 Incorrect authentication data"), "{t}");
     let (_, t) = swaks(&exim, "LOGIN", "grace", "Grace-Demo-2026!");
     assert!(t.contains("535 Incorrect authentication data"), "{t}");
+
+    // The directory goes away: Exim answers 435 (try later), never 535,
+    // for a login it cannot check.
+    slapd.stop();
+    let (ok, t) = swaks(&exim, "PLAIN", "carol", "Carol-Demo-2026!");
+    assert!(!ok);
+    assert!(t.contains("435 "), "a temporary failure, not a refusal: {t}\n{}", exim.log());
+    assert!(!t.contains("535"), "{t}");
 }
