@@ -449,12 +449,14 @@ fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
     redis.kill();
     let dir = tempfile::tempdir().unwrap();
     let policy_port = free_port();
+    let http_port = free_port();
     let file = dir.path().join("mailwarrant.toml");
     std::fs::write(
         &file,
         format!(
             "{}{}operation_timeout = \"2s\"\n[auth.dovecot]\nlisten = []\n[policy]\nlisten = \"127.0.0.1:{policy_port}\"\n\
-             organisation_domains = [\"example.com\"]\n[policy.profiles.default]\nrate_limits = [{{ rate = \"100/1d\" }}]\n",
+             organisation_domains = [\"example.com\"]\n[policy.profiles.default]\nrate_limits = [{{ rate = \"100/1d\" }}]\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\npublic_base_url = \"http://127.0.0.1:{http_port}\"\n",
             demo_ldif_directory(),
             redis.store_toml("serve:")
         ),
@@ -482,6 +484,15 @@ fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
     }
     // A refused connection fails fast: no request waits out the 2 s timeout.
     assert!(down.elapsed() < Duration::from_secs(10), "40 deferrals took {:?}", down.elapsed());
+    // /readyz says not ready, and names the store.
+    let readyz = || match ureq::get(&format!("http://127.0.0.1:{http_port}/readyz")).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("/readyz: {e}"),
+    };
+    let (status, body) = readyz();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"store\":\"error"), "{body}");
     redis.restart().unwrap();
     let back = Instant::now();
     let mut i = 0;
@@ -490,6 +501,11 @@ fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
         std::thread::sleep(Duration::from_millis(100));
         i += 1;
     }
+    assert!(
+        mailwarrant::testkit::wait_until(Duration::from_secs(10), || readyz().0 == 200),
+        "ready again: {:?}",
+        readyz()
+    );
     serve.signal("TERM").unwrap();
     assert!(mailwarrant::testkit::wait_until(Duration::from_secs(10), || !serve.is_running()));
     let log = std::fs::read_to_string(&log_path).unwrap();
