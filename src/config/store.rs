@@ -32,11 +32,19 @@ pub struct RawStore {
     #[serde(default)]
     pub synchronous: Synchronous,
     /// Redis only: `redis://[:password@]host:port[/db]` or `rediss://…`
-    /// (TLS). A single Redis server (or a proxy in front of several);
-    /// Sentinel and Cluster URLs are not supported. A password in the URL
-    /// is hidden when the config is printed.
+    /// (TLS). A single Redis server (or a proxy in front of several); with
+    /// `sentinels`, leave it out. Cluster is not supported. A password in
+    /// the URL is hidden when the config is printed.
     #[serde(default, serialize_with = "serialize_url_redacted")]
     pub url: Option<String>,
+    /// Redis only: Redis Sentinel addresses (`redis://host:26379`), asked
+    /// for the current primary of `sentinel_master` on every connection,
+    /// so a failover is followed without a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sentinels: Vec<String>,
+    /// Redis only: the name the Sentinels monitor the primary under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel_master: Option<String>,
     /// Redis only: prefix of every key, so several applications (or
     /// several mailwarrant sites) can share one Redis.
     #[serde(default = "default_prefix")]
@@ -79,6 +87,8 @@ impl Default for RawStore {
             path: default_sqlite_path(),
             synchronous: Synchronous::default(),
             url: None,
+            sentinels: Vec::new(),
+            sentinel_master: None,
             prefix: default_prefix(),
             pool_size: default_pool_size(),
             connect_timeout: default_connect_timeout(),
@@ -134,11 +144,21 @@ pub enum StoreSettings {
 
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
+    /// The server; with Sentinel, a description for log lines.
     pub url: RedisUrl,
+    /// Ask these Sentinels for the primary instead of connecting to `url`.
+    pub sentinel: Option<SentinelSettings>,
     pub prefix: String,
     pub pool_size: usize,
     pub connect_timeout: Duration,
     pub operation_timeout: Duration,
+}
+
+/// Redis Sentinel: where to ask, and for which primary.
+#[derive(Debug, Clone)]
+pub struct SentinelSettings {
+    pub sentinels: Vec<String>,
+    pub master: String,
 }
 
 /// A Redis URL; may carry a password, so `Debug` and `Display` show it
@@ -201,6 +221,34 @@ impl Validate for RawStore {
 }
 
 impl RawStore {
+    /// `Some(None)`: no Sentinel configured; `None`: a problem was recorded.
+    fn sentinel_settings(&self, p: &mut Problems) -> Option<Option<SentinelSettings>> {
+        match (&self.sentinel_master, self.sentinels.is_empty()) {
+            (None, true) => Some(None),
+            (Some(_), true) => {
+                p.error(
+                    "store.sentinels",
+                    "sentinel_master is set: list the Sentinels, e.g. [\"redis://10.0.0.5:26379\"]",
+                );
+                None
+            }
+            (None, false) => {
+                p.error("store.sentinel_master", "sentinels are set: name the primary they monitor, e.g. \"mymaster\"");
+                None
+            }
+            (Some(master), false) => {
+                let mut ok = true;
+                for s in &self.sentinels {
+                    if let Err(e) = crate::store::redis::check_url(s) {
+                        p.error("store.sentinels", format!("{s} is not a usable Redis URL: {e}"));
+                        ok = false;
+                    }
+                }
+                ok.then(|| Some(SentinelSettings { sentinels: self.sentinels.clone(), master: master.clone() }))
+            }
+        }
+    }
+
     fn validate_redis(&self, p: &mut Problems) -> Option<RedisSettings> {
         let connect_timeout = duration::parse(p, "store.connect_timeout", &self.connect_timeout);
         let operation_timeout = duration::parse(p, "store.operation_timeout", &self.operation_timeout);
@@ -215,8 +263,25 @@ impl RawStore {
         if self.prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             p.error("store.prefix", "must not contain spaces or control characters");
         }
+        let sentinel = self.sentinel_settings(p)?;
+        if let Some(s) = &sentinel {
+            if self.url.is_some() {
+                p.error("store.url", "leave url out with sentinels: the Sentinels name the primary");
+            }
+            return Some(RedisSettings {
+                url: RedisUrl(format!("primary {} via Sentinel {}", s.master, s.sentinels.join(","))),
+                sentinel,
+                prefix: self.prefix.clone(),
+                pool_size: self.pool_size.clamp(1, MAX_POOL_SIZE) as usize,
+                connect_timeout: connect_timeout?,
+                operation_timeout: operation_timeout?,
+            });
+        }
         let Some(url) = &self.url else {
-            p.error("store.url", "kind = \"redis\" needs url = \"redis://host:6379\"");
+            p.error(
+                "store.url",
+                "kind = \"redis\" needs url = \"redis://host:6379\" (or sentinels and sentinel_master)",
+            );
             return None;
         };
         let url = RedisUrl(url.trim().to_owned());
@@ -227,10 +292,14 @@ impl RawStore {
                     p.error("store.url", format!("{url} is not a usable Redis URL: {e}"));
                 }
             }
-            Some(s) if s.contains("sentinel") || s.contains("cluster") => p.error(
+            Some(s) if s.contains("sentinel") => p.error(
+                "store.url",
+                format!("{s}:// is not read: list the Sentinels in `sentinels` and name the primary in `sentinel_master`"),
+            ),
+            Some(s) if s.contains("cluster") => p.error(
                 "store.url",
                 format!(
-                    "{s}:// is not supported: point url at a single Redis (or a proxy such as an HA virtual address)"
+                    "{s}:// is not supported (one charge touches several keys): point url at a single Redis or use Sentinel"
                 ),
             ),
             _ => {
@@ -242,6 +311,7 @@ impl RawStore {
         }
         Some(RedisSettings {
             url,
+            sentinel: None,
             prefix: self.prefix.clone(),
             pool_size: self.pool_size.clamp(1, MAX_POOL_SIZE) as usize,
             connect_timeout: connect_timeout?,
@@ -262,10 +332,31 @@ mod tests {
     }
 
     #[test]
+    fn sentinel_needs_both_keys_and_no_url() {
+        let (p, s) =
+            check("kind = \"redis\"\nsentinels = [\"redis://127.0.0.1:26379\"]\nsentinel_master = \"mymaster\"");
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let Some(StoreSettings::Redis(r)) = s else { panic!("redis settings") };
+        assert_eq!(r.sentinel.unwrap().master, "mymaster");
+        let (p, _) = check("kind = \"redis\"\nsentinel_master = \"mymaster\"");
+        assert_eq!(p.errors[0].path, "store.sentinels");
+        let (p, _) = check("kind = \"redis\"\nsentinels = [\"redis://127.0.0.1:26379\"]");
+        assert_eq!(p.errors[0].path, "store.sentinel_master");
+        let (p, _) = check(
+            "kind = \"redis\"\nsentinels = [\"redis://127.0.0.1:26379\"]\nsentinel_master = \"m\"\nurl = \"redis://h\"",
+        );
+        assert_eq!(p.errors[0].path, "store.url");
+        let (p, _) = check("kind = \"redis\"\nsentinels = [\"nonsense\"]\nsentinel_master = \"m\"");
+        assert_eq!(p.errors[0].path, "store.sentinels");
+    }
+
+    #[test]
     fn redis_needs_a_url_and_sane_values() {
         let (p, _) = check("kind = \"redis\"");
         assert_eq!(p.errors[0].path, "store.url");
         let (p, _) = check("kind = \"redis\"\nurl = \"redis+sentinel://h:26379/mymaster\"");
+        assert!(p.errors[0].message.contains("sentinel_master"), "{:?}", p.errors);
+        let (p, _) = check("kind = \"redis\"\nurl = \"redis+cluster://h:7000\"");
         assert!(p.errors[0].message.contains("not supported"), "{:?}", p.errors);
         let (p, _) = check("kind = \"redis\"\nurl = \"http://h\"\npool_size = 0\noperation_timeout = \"soon\"");
         let paths: Vec<_> = p.errors.iter().map(|e| e.path.as_str()).collect();

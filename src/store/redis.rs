@@ -11,7 +11,12 @@
 //! `<prefix>l:<log>` (capped lists): counters and values never collide,
 //! as in SQLite's separate tables. One call may touch several keys, so
 //! Redis Cluster (keys spread over slots) is not supported; a single
-//! server, or an HA address in front of a primary, is.
+//! server, an HA address in front of a primary, or Sentinel is.
+//!
+//! With `sentinels`, each connection is opened to the primary the
+//! Sentinels name at that moment; when it fails or answers READONLY (the
+//! old primary, demoted after a failover), the connections are dropped
+//! and the next request asks the Sentinels again.
 //!
 //! Connections: `pool_size` [`ConnectionManager`]s, each one multiplexed
 //! connection that reconnects by itself after an error. They are opened
@@ -22,13 +27,13 @@
 //! [`LOG_EVERY`]) and once when it ends, not per request.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::LazyLock;
+use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{RedisError, Script, Value};
-use tokio::sync::OnceCell;
 
 use super::{ChargeOutcome, Increment, LogEvery, Result, Store, StoreError};
 use crate::config::store::RedisSettings;
@@ -102,11 +107,20 @@ static APPEND: LazyLock<Script> = LazyLock::new(|| {
 
 /// Handle to the Redis store; cheap to share behind an `Arc`.
 pub struct RedisStore {
-    client: redis::Client,
+    target: Target,
     settings: RedisSettings,
-    connections: Vec<OnceCell<ConnectionManager>>,
+    /// Opened on first use; emptied to make the next request reconnect
+    /// (Sentinel: to the primary of the moment).
+    connections: Vec<RwLock<Option<ConnectionManager>>>,
     next: AtomicUsize,
     outage: Outage,
+}
+
+/// Where connections go.
+enum Target {
+    Server(redis::Client),
+    /// Asked for the current primary on every (re)connection.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
 }
 
 /// Whether the client library can use `url` (for config validation; only
@@ -119,11 +133,17 @@ impl RedisStore {
     /// Checks the URL; connects on first use (Redis may be down now and up
     /// later: the service still starts).
     pub fn open(settings: &RedisSettings) -> Result<Self> {
-        let client = redis::Client::open(settings.url.expose())
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", settings.url)))?;
+        let unusable = |e: RedisError| StoreError::Unavailable(format!("{}: {e}", settings.url));
+        let target = match &settings.sentinel {
+            None => Target::Server(redis::Client::open(settings.url.expose()).map_err(unusable)?),
+            Some(s) => Target::Sentinel(tokio::sync::Mutex::new(
+                SentinelClient::build(s.sentinels.clone(), s.master.clone(), None, SentinelServerType::Master)
+                    .map_err(unusable)?,
+            )),
+        };
         Ok(Self {
-            client,
-            connections: (0..settings.pool_size.max(1)).map(|_| OnceCell::new()).collect(),
+            target,
+            connections: (0..settings.pool_size.max(1)).map(|_| RwLock::new(None)).collect(),
             settings: settings.clone(),
             next: AtomicUsize::new(0),
             outage: Outage::default(),
@@ -151,7 +171,7 @@ impl RedisStore {
 
     async fn connection(&self) -> std::result::Result<ConnectionManager, RedisError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        if let Some(ready) = self.connections[i].get() {
+        if let Some(ready) = self.connections[i].read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             return Ok(ready.clone());
         }
         let config = ConnectionManagerConfig::new()
@@ -163,10 +183,23 @@ impl RedisStore {
             // waiting out retries, and the next request tries again, so
             // recovery follows Redis's return immediately.
             .set_number_of_retries(0);
-        self.connections[i]
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
-            .await
-            .cloned()
+        let client = match &self.target {
+            Target::Server(client) => client.clone(),
+            Target::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await?,
+        };
+        let manager = ConnectionManager::new_with_config(client, config).await?;
+        *self.connections[i].write().unwrap_or_else(|e| e.into_inner()) = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// Drops every connection so the next requests ask the Sentinels for
+    /// the primary again. A direct connection reconnects by itself.
+    fn forget_primary(&self) {
+        if matches!(self.target, Target::Sentinel(_)) {
+            for slot in &self.connections {
+                *slot.write().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
     }
 
     /// Runs one operation with the operation timeout; maps and logs errors.
@@ -189,7 +222,10 @@ impl RedisStore {
         };
         match &result {
             Ok(_) => self.outage.ended(&self.settings),
-            Err(StoreError::Unavailable(why)) => self.outage.seen(why),
+            Err(StoreError::Unavailable(why)) => {
+                self.forget_primary();
+                self.outage.seen(why)
+            }
             Err(_) => {}
         }
         result
@@ -201,7 +237,15 @@ impl RedisStore {
             || e.is_connection_dropped()
             || e.is_timeout()
             || e.is_unrecoverable_error()
-            || matches!(e.kind(), redis::ErrorKind::BusyLoadingError | redis::ErrorKind::TryAgain);
+            // During a failover the Sentinels name no primary for a moment,
+            // and the demoted one answers READONLY: both are outages.
+            || matches!(
+                e.kind(),
+                redis::ErrorKind::BusyLoadingError
+                    | redis::ErrorKind::TryAgain
+                    | redis::ErrorKind::ReadOnly
+                    | redis::ErrorKind::MasterNameNotFoundBySentinel
+            );
         if unreachable {
             StoreError::Unavailable(format!("Redis at {} unreachable during {what}: {e}", self.settings.url))
         } else {

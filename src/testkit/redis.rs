@@ -14,13 +14,25 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     pub port: u16,
     server: Option<ChildGuard>,
+    /// Extra command-line options (`--replicaof …`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> Result<RedisServer, String> {
         require_program(REDIS_SERVER, "redis-server")?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-redis").tempdir().map_err(|e| e.to_string())?;
-        let mut redis = RedisServer { dir, port: free_port(), server: None };
+        let mut redis = RedisServer { dir, port: free_port(), server: None, extra: Vec::new() };
+        redis.restart()?;
+        Ok(redis)
+    }
+
+    /// A replica of the server on `primary_port`, for Sentinel failovers.
+    pub fn start_replica_of(primary_port: u16) -> Result<RedisServer, String> {
+        require_program(REDIS_SERVER, "redis-server")?;
+        let dir = tempfile::Builder::new().prefix("mailwarrant-redis").tempdir().map_err(|e| e.to_string())?;
+        let extra = vec!["--replicaof".into(), "127.0.0.1".into(), primary_port.to_string()];
+        let mut redis = RedisServer { dir, port: free_port(), server: None, extra };
         redis.restart()?;
         Ok(redis)
     }
@@ -47,6 +59,7 @@ impl RedisServer {
                 .args(["--daemonize", "no", "--protected-mode", "yes", "--logfile", ""])
                 .arg("--dir")
                 .arg(self.dir.path())
+                .args(&self.extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )?;
@@ -57,5 +70,47 @@ impl RedisServer {
     /// `[store]` lines for a mailwarrant config using this server.
     pub fn store_toml(&self, prefix: &str) -> String {
         format!("[store]\nkind = \"redis\"\nurl = \"{}\"\nprefix = \"{prefix}\"\n", self.url())
+    }
+}
+
+/// One Redis Sentinel (`redis-server CONF --sentinel`) monitoring the
+/// primary on `primary_port` as `name`, with a quorum of one and a short
+/// down-after time, so a test sees a failover within seconds.
+pub struct RedisSentinel {
+    _dir: tempfile::TempDir,
+    pub port: u16,
+    _server: ChildGuard,
+}
+
+impl RedisSentinel {
+    pub fn start(primary_port: u16, name: &str) -> Result<RedisSentinel, String> {
+        require_program(REDIS_SERVER, "redis-server")?;
+        let dir = tempfile::Builder::new().prefix("mailwarrant-sentinel").tempdir().map_err(|e| e.to_string())?;
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        // Sentinel rewrites its own config file: it must be writable.
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndaemonize no\nlogfile \"\"\ndir {dir}\n\
+                 sentinel monitor {name} 127.0.0.1 {primary_port} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n\
+                 sentinel parallel-syncs {name} 1\n",
+                dir = dir.path().display()
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let server = ChildGuard::spawn(
+            "redis-sentinel",
+            Command::new(REDIS_SERVER).arg(&conf).arg("--sentinel").stdout(Stdio::null()).stderr(Stdio::null()),
+        )?;
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(15))?;
+        Ok(RedisSentinel { _dir: dir, port, _server: server })
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
     }
 }

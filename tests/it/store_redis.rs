@@ -18,7 +18,7 @@ use mailwarrant::store::conformance;
 use mailwarrant::store::redis::RedisStore;
 use mailwarrant::store::Store;
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
-use mailwarrant::testkit::redis::RedisServer;
+use mailwarrant::testkit::redis::{RedisSentinel, RedisServer};
 use mailwarrant::testkit::slapd::Slapd;
 use mailwarrant::testkit::smtp_server::SmtpServer;
 use mailwarrant::testkit::{free_port, wait_for_port};
@@ -513,4 +513,61 @@ fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
     assert_eq!(count("Redis store unavailable"), 1, "one line for 40 failed requests:\n{log}");
     assert_eq!(count("counter store unavailable for policy requests"), 1, "{log}");
     assert_eq!(count("Redis store reachable again"), 1, "{log}");
+}
+
+/// Redis Sentinel: the store connects to the primary the Sentinel names,
+/// passes the conformance suite there, and when the primary dies and the
+/// Sentinel promotes the replica, the store follows without a restart
+/// (the failed requests in between are `Unavailable`, so callers defer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sentinel_failover_is_followed_without_a_restart() {
+    let mut primary = RedisServer::start().unwrap();
+    let replica = RedisServer::start_replica_of(primary.port).unwrap();
+    let sentinel = RedisSentinel::start(primary.port, "mymaster").unwrap();
+    let store_for = |prefix: &str| {
+        let text = format!(
+            "{}[store]\nkind = \"redis\"\nsentinels = [\"{}\"]\nsentinel_master = \"mymaster\"\nprefix = \"{prefix}\"\n\
+             operation_timeout = \"1s\"\nconnect_timeout = \"500ms\"\n",
+            demo_ldif_directory(),
+            sentinel.url()
+        );
+        let config =
+            Config::from_toml(&text, Path::new("/tmp"), Path::new("sentinel.toml")).unwrap_or_else(|e| panic!("{e}"));
+        serve::open_store(&config.store).unwrap()
+    };
+    for (i, check) in conformance::CHECKS.iter().enumerate() {
+        conformance::run(check, store_for(&format!("sentinel{i}:"))).await;
+    }
+    let store = store_for("sentinel:");
+    assert_eq!(store.incr("failover", 1, Duration::from_secs(600)).await.unwrap(), 1);
+
+    // The replica must be in sync before the primary dies.
+    let synced = tokio::task::spawn_blocking({
+        let port = replica.port;
+        move || {
+            mailwarrant::testkit::wait_until(Duration::from_secs(20), || {
+                let out =
+                    Command::new("redis-cli").args(["-p", &port.to_string(), "GET", "sentinel:c:failover"]).output();
+                out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1")
+            })
+        }
+    })
+    .await
+    .unwrap();
+    assert!(synced, "the replica never caught up");
+
+    primary.kill();
+    let started = Instant::now();
+    let value = loop {
+        match store.incr("failover", 1, Duration::from_secs(600)).await {
+            Ok(v) => break v,
+            Err(mailwarrant::store::StoreError::Unavailable(_)) => {
+                assert!(started.elapsed() < Duration::from_secs(45), "no failover followed in 45 s");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("not an outage: {e}"),
+        }
+    };
+    assert_eq!(value, 2, "the promoted replica kept the counter");
+    eprintln!("Sentinel failover followed after {:?}", started.elapsed());
 }
