@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod api;
 pub mod csrf;
+mod layout;
 pub mod ops;
 pub mod password_page;
 mod password_view;

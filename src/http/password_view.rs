@@ -6,7 +6,7 @@
 //! field has a `<label>`, messages use `role="alert"`, and the layout is a
 //! single column that fits a phone.
 
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup};
 
 use crate::password::{Outcome, Verdict};
 
@@ -27,21 +27,7 @@ pub struct FormView<'a> {
 }
 
 fn page(base: &str, title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="same-origin";
-                title { (title) }
-                link rel="stylesheet" href={ (base) "/password/static/password.css" };
-            }
-            body {
-                main { (body) }
-            }
-        }
-    }
+    super::layout::page(base, "/password/static/password.css", title, body)
 }
 
 fn notice(n: &Option<Notice<'_>>) -> Markup {

@@ -8,6 +8,8 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::serve::Shutdown;
+use crate::serve::{ServeError, Shutdown};
 
 /// Pause after a failed accept (e.g. out of file descriptors), so the loop
 /// does not spin.
@@ -91,4 +93,43 @@ pub async fn serve<L, H, F>(
             }
         }
     }
+}
+
+/// Binds a UNIX socket, replacing a stale file (and creating its folder),
+/// with the given mode.
+pub fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+/// The TCP and UNIX listeners a front end is configured with (policy
+/// delegation, milter); either may be absent.
+pub async fn bind_pair(
+    tcp: Option<SocketAddr>,
+    unix: Option<&Path>,
+    mode: u32,
+) -> Result<(Option<TcpListener>, Option<(UnixListener, PathBuf)>), ServeError> {
+    let tcp = match tcp {
+        Some(addr) => Some(
+            TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { address: addr.to_string(), source })?,
+        ),
+        None => None,
+    };
+    let unix = match unix {
+        Some(path) => Some((
+            bind_unix(path, mode)
+                .map_err(|source| ServeError::Listen { address: path.display().to_string(), source })?,
+            path.to_path_buf(),
+        )),
+        None => None,
+    };
+    Ok((tcp, unix))
 }

@@ -17,7 +17,8 @@ use super::activation::Inherited;
 use super::{App, ServeError, Shutdown};
 use crate::auth::{Authenticator, ThrottleMode};
 use crate::config::Config;
-use crate::protocols::dovecot_auth::{bind_unix, DovecotAuthServer};
+use crate::protocols::accept::bind_unix;
+use crate::protocols::dovecot_auth::DovecotAuthServer;
 use crate::protocols::saslauthd::SaslauthdServer;
 
 /// Names of systemd socket units' `FileDescriptorName=`.

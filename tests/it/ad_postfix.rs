@@ -8,23 +8,7 @@ use std::time::Duration;
 use mailwarrant::testkit::postfix::Postfix;
 use mailwarrant::testkit::samba::{self, password_of};
 
-use crate::auth_stack::{transcript, Stack};
-
-fn swaks_auth(postfix: &Postfix, mech: &str, user: &str, password: &str) -> (bool, String) {
-    let out = postfix.swaks(&[
-        "--auth",
-        mech,
-        "--auth-user",
-        user,
-        "--auth-password",
-        password,
-        "--from",
-        "alice@example.com",
-        "--to",
-        "someone@example.org",
-    ]);
-    (out.status.success(), transcript(&out))
-}
+use crate::auth_stack::{swaks_auth, Stack};
 
 #[test]
 fn ad_postfix_delegates_auth_over_the_unix_socket() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mailwarrant::testkit::postfix::Postfix;
 use mailwarrant::testkit::slapd::Slapd;
 
-use crate::auth_stack::{transcript, Stack};
+use crate::auth_stack::{swaks_auth, Stack};
 
 fn postfix_for(stack: &Stack) -> Postfix {
     let path = format!("inet:127.0.0.1:{}", stack.dovecot_port);
@@ -19,22 +19,6 @@ fn postfix_for(stack: &Stack) -> Postfix {
         ("mynetworks", "127.0.0.255/32"),
     ])
     .unwrap()
-}
-
-fn swaks_auth(postfix: &Postfix, mech: &str, user: &str, password: &str) -> (bool, String) {
-    let out = postfix.swaks(&[
-        "--auth",
-        mech,
-        "--auth-user",
-        user,
-        "--auth-password",
-        password,
-        "--from",
-        "alice@example.com",
-        "--to",
-        "someone@example.org",
-    ]);
-    (out.status.success(), transcript(&out))
 }
 
 #[test]

@@ -86,3 +86,26 @@ impl Drop for Stack {
 pub fn transcript(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
+
+/// One message through `postfix` with SMTP AUTH (`mech`), from alice to an
+/// outside address: whether swaks succeeded, and its transcript.
+pub fn swaks_auth(
+    postfix: &mailwarrant::testkit::postfix::Postfix,
+    mech: &str,
+    user: &str,
+    password: &str,
+) -> (bool, String) {
+    let out = postfix.swaks(&[
+        "--auth",
+        mech,
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        "alice@example.com",
+        "--to",
+        "someone@example.org",
+    ]);
+    (out.status.success(), transcript(&out))
+}

@@ -1,7 +1,7 @@
 //! The admin pages' HTML (maud escapes every value; no inline script or
 //! style, so the strict CSP holds).
 
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup};
 
 use crate::policy_service::audit::AuditRecord;
 use crate::policy_service::explain::PolicyReport;
@@ -15,35 +15,22 @@ pub struct MappingRow {
 }
 
 fn page(base: &str, title: &str, signed_in: bool, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="same-origin";
-                title { (title) }
-                link rel="stylesheet" href={ (base) "/admin/static/admin.css" };
-            }
-            body {
-                main {
-                    header {
-                        h1 { "mailwarrant" }
-                        @if signed_in {
-                            nav {
-                                a href={ (base) "/admin" } { "Overview" }
-                                a href={ (base) "/admin/user" } { "Look up a user" }
-                                form.inline method="post" action={ (base) "/admin/logout" } {
-                                    button type="submit" id="logout" { "Sign out" }
-                                }
-                            }
-                        }
+    let main = html! {
+        header {
+            h1 { "mailwarrant" }
+            @if signed_in {
+                nav {
+                    a href={ (base) "/admin" } { "Overview" }
+                    a href={ (base) "/admin/user" } { "Look up a user" }
+                    form.inline method="post" action={ (base) "/admin/logout" } {
+                        button type="submit" id="logout" { "Sign out" }
                     }
-                    (body)
                 }
             }
         }
-    }
+        (body)
+    };
+    crate::http::layout::page(base, "/admin/static/admin.css", title, main)
 }
 
 pub fn login(base: &str, token: &str, error: Option<&str>, directory: bool) -> Markup {

@@ -8,8 +8,6 @@
 //! line closes only its own connection. On shutdown, listeners stop
 //! accepting, each connection finishes the request in hand and closes.
 
-use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -150,19 +148,4 @@ impl DovecotAuthServer {
             }
         }
     }
-}
-
-/// Accept errors (EMFILE, ECONNABORTED) must not stop the listener.
-/// Binds a UNIX socket, replacing a stale file, with the given mode.
-pub fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    if path.exists() {
-        std::fs::remove_file(path)?;
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    Ok(listener)
 }

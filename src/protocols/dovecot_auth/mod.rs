@@ -37,4 +37,4 @@ pub mod codec;
 pub mod listener;
 pub mod session;
 
-pub use listener::{bind_unix, DovecotAuthServer};
+pub use listener::DovecotAuthServer;

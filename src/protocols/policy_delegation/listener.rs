@@ -40,28 +40,7 @@ pub struct PolicyListeners {
 impl PolicyListeners {
     /// Binds what `settings` names (a stale UNIX socket file is replaced).
     pub async fn bind(settings: &PolicySettings) -> Result<Self, ServeError> {
-        let tcp = match settings.listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ServeError::Listen { address: addr.to_string(), source })?,
-            ),
-            None => None,
-        };
-        let unix = match &settings.unix_socket {
-            Some(path) => {
-                let listen_err = |source| ServeError::Listen { address: path.display().to_string(), source };
-                if path.exists() {
-                    std::fs::remove_file(path).map_err(listen_err)?;
-                }
-                let l = UnixListener::bind(path).map_err(listen_err)?;
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(UNIX_SOCKET_MODE))
-                    .map_err(listen_err)?;
-                Some((l, path.clone()))
-            }
-            None => None,
-        };
+        let (tcp, unix) = accept::bind_pair(settings.listen, settings.unix_socket.as_deref(), UNIX_SOCKET_MODE).await?;
         Ok(Self { tcp, unix })
     }
 
