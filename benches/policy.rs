@@ -14,7 +14,8 @@
 //!
 //! `cargo bench --bench policy -- [--target H:P] [--label NAME]
 //!  [--concurrency 1,8,32] [--seconds 5] [--recipients 4] [--users 10000]
-//!  [--synchronous full|normal] [--store sqlite|redis] [--redis-url URL]`
+//!  [--synchronous full|normal] [--store sqlite|redis] [--redis-url URL]
+//!  [--no-rate-limits] [--null]`
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,6 +39,12 @@ struct Args {
     store: String,
     /// A running Redis; without it `--store redis` starts one.
     redis_url: Option<String>,
+    /// `--no-rate-limits`: the profile without its daily rate, so no store
+    /// work at all (what the counters cost).
+    rate_limits: bool,
+    /// Drive a do-nothing server instead (the ceiling of this client, the
+    /// kernel's loopback TCP and the machine).
+    null: bool,
 }
 
 fn args() -> Args {
@@ -51,6 +58,8 @@ fn args() -> Args {
         synchronous: "full".into(),
         store: "sqlite".into(),
         redis_url: None,
+        null: false,
+        rate_limits: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +76,8 @@ fn args() -> Args {
             "--synchronous" => a.synchronous = value(),
             "--store" => a.store = value(),
             "--redis-url" => a.redis_url = Some(value()),
+            "--null" => a.null = true,
+            "--no-rate-limits" => a.rate_limits = false,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -241,8 +252,9 @@ fn start_mailwarrant(a: &Args) -> InProcess {
         "{}\n[auth.dovecot]\nlisten = []\n[identity]\ncache_ttl = \"30m\"\nrefresh_after = \"25m\"\n{store}\
          [policy]\nlisten = \"127.0.0.1:0\"\norganisation_domains = [\"example.com\"]\n\
          [policy.profiles.default]\nallowed_sender_domains = [\"example.com\"]\nrequire_sender_match = true\n\
-         max_recipients = 100\nmay_send_to_lists = false\nrate_limits = [{{ rate = \"100000/1d\" }}]\n",
-        slapd.config_toml()
+         max_recipients = 100\nmay_send_to_lists = false\n{}",
+        slapd.config_toml(),
+        if a.rate_limits { "rate_limits = [{ rate = \"100000/1d\" }]\n" } else { "" }
     );
     let config =
         mailwarrant::config::Config::from_toml(&text, dir.path(), Path::new("bench.toml")).expect("bench config");
@@ -260,17 +272,64 @@ fn start_mailwarrant(a: &Args) -> InProcess {
     InProcess { addr, _slapd: slapd, _redis: redis, _dir: dir, _stop: stop, _runtime: runtime }
 }
 
+/// A server that answers `DUNNO` to every request without reading it:
+/// what the client, loopback TCP and the scheduler cost on their own, so
+/// no policy server can do better on this machine with this client.
+fn start_null_server() -> (SocketAddr, tokio::runtime::Runtime) {
+    use tokio::io::AsyncReadExt;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let addr = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                stream.set_nodelay(true).ok();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut tail = [0u8; 2];
+                    loop {
+                        let n = match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        // A request ends with an empty line; the client
+                        // waits for each answer, so at most one ends here.
+                        let mut ends = 0;
+                        for &b in &buf[..n] {
+                            if tail == [b'\n', b'\n'] {
+                                tail = [0, 0];
+                            }
+                            tail = [tail[1], b];
+                            if tail == [b'\n', b'\n'] {
+                                ends += 1;
+                            }
+                        }
+                        for _ in 0..ends {
+                            if stream.write_all(b"action=DUNNO\n\n").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    });
+    (addr, runtime)
+}
+
 fn main() {
     let a = Arc::new(args());
     let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let server = if a.target.is_none() { Some(start_mailwarrant(&a)) } else { None };
-    let target = a.target.or(server.as_ref().map(|s| s.addr)).unwrap();
+    let null = a.null.then(start_null_server);
+    let server = if a.target.is_none() && null.is_none() { Some(start_mailwarrant(&a)) } else { None };
+    let target = a.target.or(null.as_ref().map(|n| n.0)).or(server.as_ref().map(|s| s.addr)).unwrap();
     // Warm-up: every user once (fills mailwarrant's identity cache from
     // the directory, as a running service has), not measured. Other
     // servers keep no per-user cache to warm.
     eprintln!("warming up against {target} …");
     client.block_on(async {
-        if a.target.is_some() {
+        if a.target.is_some() || a.null {
             return;
         }
         let per = a.users.div_ceil(32);

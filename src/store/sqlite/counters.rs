@@ -1,0 +1,226 @@
+//! The embedded store's counters, live in memory and written behind.
+//!
+//! One process owns the SQLite file (several instances share Redis
+//! instead), so every charge passes through here and this table is the
+//! truth: a rate-limit answer costs a map lookup under a mutex, with no
+//! hop to the SQLite thread and no wait for its disk. The SQLite worker
+//! writes the changed entries (absolute values, so a key changed a
+//! thousand times is written once) every [`FLUSH_EVERY`](super::FLUSH_EVERY),
+//! and the table is loaded from the file at start, so counters survive
+//! restarts and a clean stop loses nothing. What a power cut or `kill -9`
+//! can take is the last flush interval's changes, as with PostgreSQL's
+//! `synchronous_commit = off`.
+//!
+//! Expiry uses the same millisecond clock as the rows in the file.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::super::{ChargeOutcome, Increment};
+
+/// A live counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub value: i64,
+    pub expires_at: i64,
+}
+
+/// Changes not yet in the file; `None` is a deletion.
+#[derive(Default)]
+pub struct Dirty {
+    pub counters: HashMap<String, Option<Entry>>,
+    /// `once` keys of charged messages, with their expiry.
+    pub charged: HashMap<String, Option<i64>>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty() && self.charged.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.counters.len() + self.charged.len()
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    counters: HashMap<String, Entry>,
+    charged: HashMap<String, i64>,
+    dirty: Dirty,
+    /// Expired entries are dropped when the maps reach this size.
+    purge_at: usize,
+}
+
+/// Entries kept before the first purge of expired ones.
+const FIRST_PURGE: usize = 4096;
+
+#[derive(Default)]
+pub struct Counters {
+    table: Mutex<Table>,
+}
+
+impl Counters {
+    /// The live entries read from the file at start.
+    pub fn load(
+        counters: impl IntoIterator<Item = (String, Entry)>,
+        charged: impl IntoIterator<Item = (String, i64)>,
+    ) -> Self {
+        let table = Table {
+            counters: counters.into_iter().collect(),
+            charged: charged.into_iter().collect(),
+            dirty: Dirty::default(),
+            purge_at: FIRST_PURGE,
+        };
+        let purge_at = FIRST_PURGE.max(2 * (table.counters.len() + table.charged.len()));
+        Self { table: Mutex::new(Table { purge_at, ..table }) }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, key: &str, now: i64) -> Option<Entry> {
+        self.table().counters.get(key).filter(|e| e.expires_at > now).copied()
+    }
+
+    pub fn incr(&self, key: &str, delta: i64, ttl_ms: i64, now: i64) -> i64 {
+        let mut t = self.table();
+        let value = t.raise(key, delta, ttl_ms, now);
+        t.purge_if_large(now);
+        value
+    }
+
+    /// [`Store::incr_within`](super::super::Store::incr_within): all or
+    /// nothing, under one lock.
+    pub fn incr_within(&self, once: Option<(&str, i64)>, increments: &[Increment], now: i64) -> ChargeOutcome {
+        let mut t = self.table();
+        if let Some((key, _)) = once {
+            if t.charged.get(key).is_some_and(|&at| at > now) {
+                return ChargeOutcome::AlreadyCharged;
+            }
+        }
+        let values: Vec<i64> = increments
+            .iter()
+            .map(|inc| t.counters.get(&inc.key).filter(|e| e.expires_at > now).map_or(0, |e| e.value))
+            .collect();
+        if let Some(index) = increments.iter().zip(&values).position(|(inc, v)| v.saturating_add(inc.delta) > inc.limit)
+        {
+            return ChargeOutcome::Refused { index, values };
+        }
+        let values = increments.iter().map(|inc| t.raise(&inc.key, inc.delta, ttl_ms(inc), now)).collect();
+        if let Some((key, ttl)) = once {
+            let at = now.saturating_add(ttl);
+            t.charged.insert(key.to_owned(), at);
+            t.dirty.charged.insert(key.to_owned(), Some(at));
+        }
+        t.purge_if_large(now);
+        ChargeOutcome::Charged(values)
+    }
+
+    /// Removes a counter and a `once` key of that name; true when either
+    /// was live.
+    pub fn delete(&self, key: &str, now: i64) -> bool {
+        let mut t = self.table();
+        let counter = t.counters.remove(key).is_some_and(|e| e.expires_at > now);
+        let charged = t.charged.remove(key).is_some_and(|at| at > now);
+        t.dirty.counters.insert(key.to_owned(), None);
+        t.dirty.charged.insert(key.to_owned(), None);
+        counter || charged
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        !self.table().dirty.is_empty()
+    }
+
+    /// The changes to write, leaving none behind.
+    pub fn take_dirty(&self) -> Dirty {
+        std::mem::take(&mut self.table().dirty)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.table().counters.len()
+    }
+}
+
+impl Table {
+    fn raise(&mut self, key: &str, delta: i64, ttl_ms: i64, now: i64) -> i64 {
+        let fresh = Entry { value: 0, expires_at: now.saturating_add(ttl_ms) };
+        let entry = match self.counters.get_mut(key) {
+            Some(e) => e,
+            None => self.counters.entry(key.to_owned()).or_insert(fresh),
+        };
+        if entry.expires_at <= now {
+            *entry = fresh;
+        }
+        entry.value = entry.value.saturating_add(delta);
+        let entry = *entry;
+        self.dirty.counters.insert(key.to_owned(), Some(entry));
+        entry.value
+    }
+
+    /// Drops expired entries once the maps have doubled since the last
+    /// purge: amortised constant time per insert, bounded memory.
+    fn purge_if_large(&mut self, now: i64) {
+        if self.counters.len() + self.charged.len() < self.purge_at {
+            return;
+        }
+        self.counters.retain(|_, e| e.expires_at > now);
+        self.charged.retain(|_, &mut at| at > now);
+        self.purge_at = FIRST_PURGE.max(2 * (self.counters.len() + self.charged.len()));
+    }
+}
+
+fn ttl_ms(inc: &Increment) -> i64 {
+    inc.ttl.as_millis().min(i64::MAX as u128) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn inc(key: &str, delta: i64, limit: i64) -> Increment {
+        Increment { key: key.into(), delta, limit, ttl: Duration::from_secs(60) }
+    }
+
+    #[test]
+    fn changes_are_handed_to_the_writer_once() {
+        let c = Counters::default();
+        assert!(!c.is_dirty());
+        assert_eq!(c.incr("a", 2, 1000, 0), 2);
+        assert_eq!(c.incr("a", 3, 1000, 1), 5);
+        let dirty = c.take_dirty();
+        assert_eq!(dirty.counters["a"], Some(Entry { value: 5, expires_at: 1000 }), "the latest value, once");
+        assert!(!c.is_dirty() && c.take_dirty().is_empty());
+        assert!(c.delete("a", 2));
+        assert_eq!(c.take_dirty().counters["a"], None, "a deletion is written too");
+    }
+
+    #[test]
+    fn expired_counters_start_over_and_are_purged() {
+        let c = Counters::default();
+        c.incr("a", 5, 10, 0);
+        assert_eq!(c.get("a", 9).map(|e| e.value), Some(5));
+        assert_eq!(c.get("a", 10), None);
+        assert_eq!(c.incr("a", 1, 10, 10), 1);
+        for i in 0..FIRST_PURGE {
+            c.incr(&format!("k{i}"), 1, 1, 100);
+        }
+        assert!(c.len() <= FIRST_PURGE, "expired entries went: {}", c.len());
+    }
+
+    #[test]
+    fn a_refused_charge_changes_nothing() {
+        let c = Counters::default();
+        let once = Some(("m", 1000));
+        assert_eq!(c.incr_within(once, &[inc("d", 1, 1)], 0), ChargeOutcome::Charged(vec![1]));
+        assert_eq!(c.incr_within(once, &[inc("d", 1, 1)], 1), ChargeOutcome::AlreadyCharged);
+        c.take_dirty();
+        let refused = c.incr_within(Some(("n", 1000)), &[inc("d", 1, 1)], 2);
+        assert_eq!(refused, ChargeOutcome::Refused { index: 0, values: vec![1] });
+        assert!(!c.is_dirty());
+    }
+}
