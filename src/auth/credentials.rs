@@ -12,6 +12,15 @@
 //! Failed passwords are remembered the same way (the last few per login),
 //! so a phone retrying a stale password neither reaches the directory nor
 //! counts twice.
+//!
+//! A guessing burst against a login whose right password is cached sends
+//! a different wrong password each time. The first goes to the directory;
+//! for `mismatch_ttl` after the directory refused one, other passwords
+//! that differ from the cached right one are refused without asking
+//! (Dovecot's negative cache does the same for its whole negative TTL).
+//! The price: a password changed outside mailwarrant in that moment is
+//! refused for at most `mismatch_ttl`; the directory is asked again once
+//! it has passed, so a change is never missed for longer.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -59,6 +68,8 @@ struct Success {
 struct Shard {
     ok: HashMap<Login, Success>,
     failed: HashMap<Login, Vec<(Verifier, Instant)>>,
+    /// When the directory last refused a password of the login.
+    refused: HashMap<Login, Instant>,
 }
 
 /// How a presented password compares with what is remembered.
@@ -71,6 +82,9 @@ pub enum Recall {
     Grace,
     /// The same wrong password was refused within the negative TTL.
     KnownBad,
+    /// Not the right password verified within the TTL, and the directory
+    /// refused another one within the mismatch TTL.
+    Mismatch,
     Unknown,
 }
 
@@ -79,6 +93,7 @@ pub struct CredentialCache {
     ttl: Duration,
     grace: Duration,
     negative_ttl: Duration,
+    mismatch_ttl: Duration,
     capacity_per_shard: usize,
     /// What was typed → the canonical login it resolved to.
     spelling_shards: Vec<Mutex<HashMap<LookupKey, Login>>>,
@@ -86,7 +101,13 @@ pub struct CredentialCache {
 }
 
 impl CredentialCache {
-    pub fn new(ttl: Duration, grace: Duration, negative_ttl: Duration, capacity: usize) -> Self {
+    pub fn new(
+        ttl: Duration,
+        grace: Duration,
+        negative_ttl: Duration,
+        mismatch_ttl: Duration,
+        capacity: usize,
+    ) -> Self {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         Self {
@@ -94,6 +115,7 @@ impl CredentialCache {
             ttl,
             grace,
             negative_ttl,
+            mismatch_ttl,
             capacity_per_shard: capacity.div_ceil(SHARDS).max(1),
             spelling_shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
@@ -139,6 +161,13 @@ impl CredentialCache {
                 return Recall::KnownBad;
             }
         }
+        if let (Some(ok), Some(refused)) = (shard.ok.get(login), shard.refused.get(login)) {
+            if now.saturating_duration_since(ok.verified_at) < self.ttl
+                && now.saturating_duration_since(*refused) < self.mismatch_ttl
+            {
+                return Recall::Mismatch;
+            }
+        }
         Recall::Unknown
     }
 
@@ -168,7 +197,26 @@ impl CredentialCache {
             }
         }
         shard.failed.remove(login);
+        shard.refused.remove(login);
         shard.ok.insert(login.clone(), Success { verifier, verified_at: now });
+    }
+
+    /// The directory refused a password of `login` (starts the mismatch
+    /// TTL; only the directory's answer does, so it is asked again once
+    /// the TTL has passed, however many guesses came meanwhile).
+    pub fn directory_refused(&self, login: &Login, now: Instant) {
+        if self.mismatch_ttl.is_zero() {
+            return;
+        }
+        let mut shard = lock(&self.shards[shard_of(login)]);
+        if shard.refused.len() >= self.capacity_per_shard && !shard.refused.contains_key(login) {
+            let cut = self.mismatch_ttl;
+            shard.refused.retain(|_, at| now.saturating_duration_since(*at) < cut);
+            if shard.refused.len() >= self.capacity_per_shard {
+                shard.refused.clear();
+            }
+        }
+        shard.refused.insert(login.clone(), now);
     }
 
     /// Remembers a refused password; false when it was already known (so
@@ -201,6 +249,7 @@ impl CredentialCache {
         let mut shard = lock(&self.shards[shard_of(login)]);
         shard.ok.remove(login);
         shard.failed.remove(login);
+        shard.refused.remove(login);
     }
 
     /// Drops everything (SIGHUP).
@@ -243,7 +292,35 @@ mod tests {
     const MIN: Duration = Duration::from_secs(60);
 
     fn cache() -> CredentialCache {
-        CredentialCache::new(10 * MIN, 15 * MIN, 5 * MIN, 1000)
+        CredentialCache::new(10 * MIN, 15 * MIN, 5 * MIN, Duration::from_secs(10), 1000)
+    }
+
+    #[test]
+    fn other_passwords_right_after_a_refusal_are_refused_unasked() {
+        let c = cache();
+        let alice = Login::new("alice");
+        let right = c.verifier(&alice, b"right");
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        // No cached success: every new password goes to the directory.
+        c.directory_refused(&alice, t0);
+        assert_eq!(c.recall(&alice, &c.verifier(&alice, b"guess1"), t0), Recall::Unknown);
+        c.remember_success(&LookupKey::new("alice"), &alice, right, t0);
+        // A success forgets the refusal: the next other password is asked.
+        assert_eq!(c.recall(&alice, &c.verifier(&alice, b"guess1"), t0 + secs(1)), Recall::Unknown);
+        c.directory_refused(&alice, t0 + secs(1));
+        assert_eq!(c.recall(&alice, &c.verifier(&alice, b"guess2"), t0 + secs(2)), Recall::Mismatch);
+        assert_eq!(c.recall(&alice, &right, t0 + secs(2)), Recall::Fresh, "the right one still works");
+        // Once the mismatch TTL has passed, the directory is asked again
+        // (a password changed outside mailwarrant is seen).
+        assert_eq!(c.recall(&alice, &c.verifier(&alice, b"new"), t0 + secs(12)), Recall::Unknown);
+        c.forget(&alice);
+        assert_eq!(c.recall(&alice, &c.verifier(&alice, b"guess3"), t0 + secs(2)), Recall::Unknown);
+        let off = CredentialCache::new(10 * MIN, 15 * MIN, 5 * MIN, Duration::ZERO, 1000);
+        let right = off.verifier(&alice, b"right");
+        off.remember_success(&LookupKey::new("alice"), &alice, right, t0);
+        off.directory_refused(&alice, t0);
+        assert_eq!(off.recall(&alice, &off.verifier(&alice, b"guess"), t0), Recall::Unknown, "0s turns it off");
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub enum Reason {
     InvalidCredentials,
     /// The same wrong password was refused recently: not asked again.
     RepeatedFailure,
+    /// Not the cached right password, moments after the directory refused
+    /// another one: not asked again (`auth.cache.mismatch_ttl`).
+    PasswordMismatch,
     UnknownUser,
     EmptyPassword,
     /// Empty, too long, or with control characters.
@@ -151,6 +154,7 @@ impl Reason {
             Reason::CachedDuringOutage => "cached_during_outage",
             Reason::InvalidCredentials => "invalid_credentials",
             Reason::RepeatedFailure => "repeated_failure",
+            Reason::PasswordMismatch => "password_mismatch",
             Reason::UnknownUser => "unknown_user",
             Reason::EmptyPassword => "empty_password",
             Reason::MalformedLogin => "malformed_login",
@@ -215,7 +219,7 @@ struct State {
 impl State {
     fn new(settings: AuthSettings, store: Arc<dyn Store>, mode: ThrottleMode) -> Self {
         let c = &settings.cache;
-        let credentials = CredentialCache::new(c.ttl, c.grace, c.negative_ttl, c.capacity);
+        let credentials = CredentialCache::new(c.ttl, c.grace, c.negative_ttl, c.mismatch_ttl, c.capacity);
         let throttle = Throttle::new(store, settings.throttle.clone(), mode);
         Self { settings, credentials, throttle }
     }
@@ -330,6 +334,10 @@ impl Authenticator {
         match state.credentials.recall(&login, &verifier, started) {
             Recall::Fresh => return self.account_checked(state, &identity, now, Reason::Cached, reply),
             Recall::KnownBad => return reply.refuse(Reason::RepeatedFailure, None),
+            Recall::Mismatch => {
+                self.count_failure(state, &login, verifier, req.client).await;
+                return reply.refuse(Reason::PasswordMismatch, None);
+            }
             Recall::Grace | Recall::Unknown => {}
         }
 
@@ -386,13 +394,8 @@ impl Authenticator {
         let who = Some(login.clone());
         match why {
             RejectReason::InvalidCredentials => {
-                if state.credentials.remember_failure(login, verifier, Instant::now()) {
-                    if let Err(e) = state.throttle.record_failure(login.as_str(), req.client).await {
-                        if STORE_OUTAGE_LOG.due() {
-                            tracing::warn!(error = %e, "failure not counted: store unavailable");
-                        }
-                    }
-                }
+                state.credentials.directory_refused(login, Instant::now());
+                self.count_failure(state, login, verifier, req.client).await;
                 reply.refuse(Reason::InvalidCredentials, None)
             }
             RejectReason::EmptyPassword => reply.refuse(Reason::EmptyPassword, None),
@@ -410,6 +413,24 @@ impl Authenticator {
                 reply.build(DecisionKind::Disabled, Reason::AccountDisabled, who)
             }
             RejectReason::AccountLocked => self.refuse_state(state, login, Reason::AccountLocked, reply),
+        }
+    }
+
+    /// Counts a wrong password against the login and the client, once per
+    /// distinct password.
+    async fn count_failure(
+        &self,
+        state: &State,
+        login: &Login,
+        verifier: credentials::Verifier,
+        client: Option<IpAddr>,
+    ) {
+        if state.credentials.remember_failure(login, verifier, Instant::now()) {
+            if let Err(e) = state.throttle.record_failure(login.as_str(), client).await {
+                if STORE_OUTAGE_LOG.due() {
+                    tracing::warn!(error = %e, "failure not counted: store unavailable");
+                }
+            }
         }
     }
 

@@ -213,6 +213,32 @@ async fn the_same_wrong_password_reaches_the_directory_once() {
 }
 
 #[tokio::test]
+async fn guesses_right_after_a_refusal_do_not_reach_the_directory() {
+    let f = fixture(|s| s.throttle.per_login = 10);
+    check(&f, "bob", "Bob-Demo-2026!", (DecisionKind::Accepted, Reason::Verified, Some("bob"))).await;
+    check(&f, "bob", "guess-0", (DecisionKind::Refused, Reason::InvalidCredentials, None)).await;
+    let binds = f.lab.binds.load(Ordering::SeqCst);
+    for i in 1..5 {
+        check(&f, "bob", &format!("guess-{i}"), (DecisionKind::Refused, Reason::PasswordMismatch, None)).await;
+    }
+    check(&f, "bob", "Bob-Demo-2026!", (DecisionKind::Accepted, Reason::Cached, Some("bob"))).await;
+    for i in 5..10 {
+        check(&f, "bob", &format!("guess-{i}"), (DecisionKind::Refused, Reason::PasswordMismatch, None)).await;
+    }
+    assert_eq!(f.lab.binds.load(Ordering::SeqCst), binds, "ten guesses cost the directory one bind");
+    // Each distinct guess counted against the login: the tenth locks it.
+    check(&f, "bob", "guess-10", (DecisionKind::Temporary, Reason::TooManyFailuresForLogin, None)).await;
+
+    // Off: every distinct guess binds.
+    let f = fixture(|s| s.cache.mismatch_ttl = Duration::ZERO);
+    check(&f, "bob", "Bob-Demo-2026!", (DecisionKind::Accepted, Reason::Verified, Some("bob"))).await;
+    for i in 0..3 {
+        check(&f, "bob", &format!("guess-{i}"), (DecisionKind::Refused, Reason::InvalidCredentials, None)).await;
+    }
+    assert_eq!(f.lab.binds.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
 async fn throttling_stops_guessing_before_the_directory() {
     for mode in [ThrottleMode::Local, ThrottleMode::Shared] {
         throttling_stops_guessing_in(mode).await;

@@ -112,6 +112,13 @@ pub struct RawCredentialCache {
     /// the directory again, and counted only once.
     #[serde(default = "default_negative_ttl")]
     pub negative_ttl: String,
+    /// After the directory refused a password of a login whose right
+    /// password is cached, other passwords are refused without asking it
+    /// for this long, so a guessing burst costs the directory one bind
+    /// per login per period. A password changed outside mailwarrant in
+    /// that moment is refused for at most this long. `"0s"`: always ask.
+    #[serde(default = "default_mismatch_ttl")]
+    pub mismatch_ttl: String,
     /// Most remembered logins.
     #[serde(default = "default_cache_capacity")]
     pub capacity: usize,
@@ -179,6 +186,7 @@ impl Default for RawCredentialCache {
             ttl: default_cache_ttl(),
             grace: default_grace(),
             negative_ttl: default_negative_ttl(),
+            mismatch_ttl: default_mismatch_ttl(),
             capacity: default_cache_capacity(),
         }
     }
@@ -224,6 +232,9 @@ fn default_grace() -> String {
 }
 fn default_negative_ttl() -> String {
     "5m".into()
+}
+fn default_mismatch_ttl() -> String {
+    "10s".into()
 }
 fn default_cache_capacity() -> usize {
     200_000
@@ -280,6 +291,7 @@ pub struct CredentialCacheSettings {
     pub ttl: Duration,
     pub grace: Duration,
     pub negative_ttl: Duration,
+    pub mismatch_ttl: Duration,
     pub capacity: usize,
 }
 
@@ -328,6 +340,7 @@ impl Validate for RawAuth {
         let ttl = duration::parse(p, "auth.cache.ttl", &self.cache.ttl);
         let grace = duration::parse(p, "auth.cache.grace", &self.cache.grace);
         let negative_ttl = duration::parse(p, "auth.cache.negative_ttl", &self.cache.negative_ttl);
+        let mismatch_ttl = duration::parse(p, "auth.cache.mismatch_ttl", &self.cache.mismatch_ttl);
         if self.cache.capacity == 0 {
             p.error("auth.cache.capacity", "must be at least 1");
         }
@@ -364,6 +377,7 @@ impl Validate for RawAuth {
                 ttl: ttl?,
                 grace: grace?,
                 negative_ttl: negative_ttl?,
+                mismatch_ttl: mismatch_ttl?,
                 capacity: self.cache.capacity.max(1),
             },
             failure_delay: failure_delay?,
