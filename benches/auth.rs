@@ -45,6 +45,19 @@ fn seconds() -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// Connections and pools open before the timed window.
+const WARM_UP: Duration = Duration::from_millis(300);
+
+fn failure_delay_setting() -> String {
+    std::env::var("AUTH_BENCH_FAILURE_DELAY").unwrap_or_else(|_| "2s".into())
+}
+
+fn failure_delay() -> Duration {
+    let text = failure_delay_setting();
+    let secs: f64 = text.trim_end_matches('s').parse().expect("AUTH_BENCH_FAILURE_DELAY in seconds, e.g. 2s");
+    Duration::from_secs_f64(secs)
+}
+
 fn user(i: usize) -> String {
     format!("user{:05}", i % USERS + 1)
 }
@@ -53,8 +66,9 @@ fn random_rip(rng: &mut impl Rng) -> IpAddr {
     IpAddr::from([127, rng.gen_range(1..=254), rng.gen_range(0..=255), rng.gen_range(1..=254)])
 }
 
-/// Runs `workers` tasks until the deadline; returns good operations per second.
-async fn measure<F, Fut>(workers: usize, work: F) -> f64
+/// Runs `workers` tasks until the deadline; returns good operations per
+/// second, counted after `warm_up` (connections and pools open first).
+async fn measure<F, Fut>(workers: usize, warm_up: Duration, work: F) -> f64
 where
     F: Fn(usize, Arc<AtomicBool>, Arc<AtomicU64>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -62,8 +76,7 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..workers).map(|w| tokio::spawn(work(w, stop.clone(), done.clone()))).collect();
-    // Warm-up: connections and pools open outside the timed window.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(warm_up).await;
     let start_count = done.load(Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(seconds()).await;
@@ -77,7 +90,7 @@ where
 }
 
 async fn plain_binds(url: String, workers: usize) -> f64 {
-    measure(workers, move |w, stop, done| {
+    measure(workers, WARM_UP, move |w, stop, done| {
         let url = url.clone();
         async move {
             let (conn, mut ldap) = LdapConnAsync::new(&url).await.expect("slapd answers");
@@ -132,7 +145,10 @@ fn wrong_attempt(address: SocketAddr, how: Wrong, pool: &Pool, login: String, wr
 /// n-th attempt is a wrong password sent as `how` says.
 async fn dovecot_logins(address: SocketAddr, workers: usize, wrong_every: Option<(usize, Wrong)>) -> f64 {
     let pool: Pool = Arc::default();
-    measure(workers, move |w, stop, done| {
+    // With wrong passwords, the steady state comes once the first ones
+    // have been answered: the delayed connections then recycle.
+    let warm_up = if wrong_every.is_some() { WARM_UP + failure_delay() } else { WARM_UP };
+    measure(workers, warm_up, move |w, stop, done| {
         let pool = pool.clone();
         async move {
             let mut client = DovecotClient::connect(address).await.expect("handshake");
@@ -190,7 +206,7 @@ fn start_server(slapd: &Slapd, cache_ttl: &str) -> Server {
          [auth]\nfailure_delay = \"{delay}\"\n[auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nmax_connections = 16384\n\
          [auth.cache]\nttl = \"{cache_ttl}\"\n[auth.throttle]\nper_login = 1000\nper_client = 1000\n",
         directory = slapd.config_toml(),
-        delay = std::env::var("AUTH_BENCH_FAILURE_DELAY").unwrap_or_else(|_| "2s".into()),
+        delay = failure_delay_setting(),
     );
     let file = dir.path().join("bench.toml");
     std::fs::write(&file, config).unwrap();

@@ -24,6 +24,9 @@ use crate::config::auth::{DovecotListenerSettings, TempFailStyle};
 use crate::protocols::accept;
 use crate::serve::Shutdown;
 
+/// Bytes read at a time (a Postfix AUTH line is about 150).
+const READ_CHUNK: usize = 1024;
+
 /// Shared by every connection of the Dovecot auth front end.
 pub struct DovecotAuthServer {
     auth: Arc<Authenticator>,
@@ -78,7 +81,7 @@ impl DovecotAuthServer {
         if stream.write_all(&out).await.is_err() {
             return;
         }
-        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        let mut buf: Vec<u8> = Vec::new();
         loop {
             loop {
                 let step = match decode(&buf) {
@@ -101,21 +104,22 @@ impl DovecotAuthServer {
                     return;
                 }
             }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::select! {
-                r = stream.read(&mut chunk) => match r {
+            // Straight into the buffer: a connection waiting out a failure
+            // delay holds no read chunk besides it.
+            buf.reserve(READ_CHUNK);
+            tokio::select! {
+                r = stream.read_buf(&mut buf) => match r {
                     Ok(0) | Err(_) => return,
-                    Ok(n) => n,
+                    Ok(_) => {}
                 },
                 _ = shutdown.wait() => return,
             };
             // The decoder caps lines; this only bounds the buffer while
             // waiting for the LF.
-            if buf.len() + n > 2 * MAX_LINE && !buf.contains(&b'\n') {
+            if buf.len() > 2 * MAX_LINE && !buf.contains(&b'\n') {
                 tracing::info!(limit = MAX_LINE, "closing: line too long");
                 return;
             }
-            buf.extend_from_slice(&chunk[..n]);
         }
     }
 
