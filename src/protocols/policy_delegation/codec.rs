@@ -29,30 +29,48 @@ pub enum CodecError {
     TooLarge,
 }
 
-/// One decoded request: its attributes in order.
+/// One decoded request: its attributes in order, as one text with the
+/// places of each name and value (two allocations per request, not two
+/// per attribute).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
-    attributes: Vec<(String, String)>,
+    text: String,
+    /// Per attribute: where its name starts, its `=`, and where its value
+    /// ends, in `text`.
+    spans: Vec<(u32, u32, u32)>,
 }
 
 impl Request {
     pub fn new(attributes: Vec<(String, String)>) -> Self {
-        Self { attributes }
+        let mut r = Request::default();
+        for (name, value) in attributes {
+            let start = r.text.len() as u32;
+            r.text.push_str(&name);
+            let eq = r.text.len() as u32;
+            r.text.push('=');
+            r.text.push_str(&value);
+            r.spans.push((start, eq, r.text.len() as u32));
+            r.text.push('\n');
+        }
+        r
     }
 
     /// The first value of an attribute (Postfix never repeats one).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.attributes().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
-    pub fn attributes(&self) -> &[(String, String)] {
-        &self.attributes
+    /// `(name, value)` pairs in order.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.spans.iter().map(|&(start, eq, end)| {
+            (&self.text[start as usize..eq as usize], &self.text[eq as usize + 1..end as usize])
+        })
     }
 
     /// The request as Postfix would send it.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (n, v) in &self.attributes {
+        let mut out = Vec::with_capacity(self.text.len() + 1);
+        for (n, v) in self.attributes() {
             out.extend_from_slice(n.as_bytes());
             out.push(b'=');
             out.extend_from_slice(v.as_bytes());
@@ -78,27 +96,34 @@ pub fn decode(buf: &mut Vec<u8>) -> Result<Option<Request>, CodecError> {
     if end + 1 > MAX_REQUEST {
         return Err(CodecError::TooLarge);
     }
-    let mut attributes = Vec::new();
-    for line in buf[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        if line.len() > MAX_LINE || attributes.len() == MAX_ATTRIBUTES {
+    let block = &buf[..end];
+    if block.contains(&0) {
+        return Err(CodecError::Invalid("NUL byte"));
+    }
+    // Values may carry 8-bit text (SMTPUTF8 addresses, odd HELO names):
+    // decoded lossily, so they can never match a directory address by
+    // accident. A replacement character is never `\n` or `=`, so the
+    // lines and names of the text are those of the bytes.
+    let text = String::from_utf8_lossy(block).into_owned();
+    let mut spans = Vec::with_capacity(32);
+    let mut start = 0usize;
+    for line in text.split('\n') {
+        let line_start = start;
+        start += line.len() + 1;
+        if line.is_empty() {
+            continue;
+        }
+        if line.len() > MAX_LINE || spans.len() == MAX_ATTRIBUTES {
             return Err(CodecError::TooLarge);
         }
-        if line.contains(&0) {
-            return Err(CodecError::Invalid("NUL byte"));
-        }
-        let eq = line.iter().position(|&b| b == b'=').ok_or(CodecError::Invalid("line without '='"))?;
+        let eq = line.find('=').ok_or(CodecError::Invalid("line without '='"))?;
         if eq == 0 {
             return Err(CodecError::Invalid("empty attribute name"));
         }
-        // Values may carry 8-bit text (SMTPUTF8 addresses, odd HELO names):
-        // decoded lossily, so they can never match a directory address by
-        // accident.
-        let name = String::from_utf8_lossy(&line[..eq]).into_owned();
-        let value = String::from_utf8_lossy(&line[eq + 1..]).into_owned();
-        attributes.push((name, value));
+        spans.push((line_start as u32, (line_start + eq) as u32, (line_start + line.len()) as u32));
     }
     buf.drain(..=end);
-    Ok(Some(Request { attributes }))
+    Ok(Some(Request { text, spans }))
 }
 
 /// `action=<action>\n\n`, with control characters in the text made

@@ -4,7 +4,8 @@ use super::*;
 
 fn check(input: &[u8], expected: Result<Option<Vec<(&str, &str)>>, CodecError>) {
     let mut buf = input.to_vec();
-    let got = decode(&mut buf).map(|r| r.map(|r| r.attributes().to_vec()));
+    let got = decode(&mut buf)
+        .map(|r| r.map(|r| r.attributes().map(|(n, v)| (n.to_owned(), v.to_owned())).collect::<Vec<_>>()));
     let want =
         expected.map(|o| o.map(|v| v.into_iter().map(|(a, b)| (a.to_owned(), b.to_owned())).collect::<Vec<_>>()));
     assert_eq!(got, want, "{:?}", String::from_utf8_lossy(input));
