@@ -25,10 +25,12 @@ pub struct RawStore {
     /// SQLite database file, relative to the config file.
     #[serde(default = "default_sqlite_path")]
     pub path: PathBuf,
-    /// SQLite durability: `full` (default) fsyncs every commit and survives
-    /// power loss; `normal` (WAL without an fsync per commit) survives a
-    /// crash or `kill -9` of mailwarrant but may lose the last commits on
-    /// power loss or an OS crash, for a much lower commit latency.
+    /// SQLite durability of each commit: `full` (default) fsyncs every
+    /// commit and survives power loss; `normal` (WAL without an fsync per
+    /// commit) survives a crash of mailwarrant but may lose the last
+    /// commits on power loss or an OS crash, for a lower commit latency.
+    /// Rate-limit and AUTH counters never wait for a commit either way:
+    /// they are kept in memory and written every 50 ms.
     #[serde(default)]
     pub synchronous: Synchronous,
     /// Redis only: `redis://[:password@]host:port[/db]` or `rediss://…`
