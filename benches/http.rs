@@ -23,7 +23,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailwarrant::auth::{Authenticator, ThrottleMode};
+use mailwarrant::auth::Authenticator;
 use mailwarrant::http::{self, HttpState};
 
 const TOKEN: &str = "bench-token-5f2c81";
@@ -121,12 +121,7 @@ fn main() {
     let addr: SocketAddr = runtime.block_on(async {
         let app = mailwarrant::serve::App::build(config).await.expect("app");
         let settings = app.config.http.clone().unwrap();
-        let auth = Arc::new(Authenticator::new(
-            app.identities.clone(),
-            app.store.clone(),
-            app.config.auth.clone(),
-            ThrottleMode::Local,
-        ));
+        let auth = Arc::new(Authenticator::new(app.identities.clone(), app.store.clone(), app.config.auth.clone()));
         let router = http::router(HttpState::from_app(&app, &settings, Some(auth)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -42,7 +42,6 @@ use crate::directory::{BindOutcome, RejectReason};
 use crate::identity::{AccountStatus, Identity, IdentityCache, Login, LookupKey};
 use crate::store::{LogEvery, Store};
 use credentials::{CredentialCache, Recall};
-pub use throttle::ThrottleMode;
 use throttle::{Limit, Throttle};
 
 /// During a store outage every AUTH request hits it: a line every 30 s.
@@ -205,7 +204,6 @@ pub struct Authenticator {
     identities: IdentityCache,
     audit: AuditLog,
     store: Arc<dyn Store>,
-    mode: ThrottleMode,
     state: RwLock<Arc<State>>,
 }
 
@@ -217,20 +215,18 @@ struct State {
 }
 
 impl State {
-    fn new(settings: AuthSettings, store: Arc<dyn Store>, mode: ThrottleMode) -> Self {
+    fn new(settings: AuthSettings, store: Arc<dyn Store>) -> Self {
         let c = &settings.cache;
         let credentials = CredentialCache::new(c.ttl, c.grace, c.negative_ttl, c.mismatch_ttl, c.capacity);
-        let throttle = Throttle::new(store, settings.throttle.clone(), mode);
+        let throttle = Throttle::new(store, settings.throttle.clone());
         Self { settings, credentials, throttle }
     }
 }
 
 impl Authenticator {
-    /// `mode`: [`ThrottleMode::Local`] when this process owns the store
-    /// (SQLite), [`ThrottleMode::Shared`] when other instances use it too.
-    pub fn new(identities: IdentityCache, store: Arc<dyn Store>, settings: AuthSettings, mode: ThrottleMode) -> Self {
-        let state = State::new(settings, store.clone(), mode);
-        Self { identities, store, mode, state: RwLock::new(Arc::new(state)), audit: AuditLog::disabled() }
+    pub fn new(identities: IdentityCache, store: Arc<dyn Store>, settings: AuthSettings) -> Self {
+        let state = State::new(settings, store.clone());
+        Self { identities, store, state: RwLock::new(Arc::new(state)), audit: AuditLog::disabled() }
     }
 
     /// Writes every decision to the JSON-lines audit log too.
@@ -240,10 +236,9 @@ impl Authenticator {
     }
 
     /// Applies new settings (SIGHUP). Caches start empty, like Dovecot's;
-    /// in local mode the failure counts start over too (the store keeps
-    /// them for inspection).
+    /// failure counts stay (they are in the store).
     pub fn reload(&self, settings: AuthSettings) {
-        let state = Arc::new(State::new(settings, self.store.clone(), self.mode));
+        let state = Arc::new(State::new(settings, self.store.clone()));
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
     }
 

@@ -107,10 +107,6 @@ struct Fixture {
 }
 
 fn fixture(tune: impl FnOnce(&mut AuthSettings)) -> Fixture {
-    fixture_in(ThrottleMode::Local, tune)
-}
-
-fn fixture_in(mode: ThrottleMode, tune: impl FnOnce(&mut AuthSettings)) -> Fixture {
     let lab = Arc::new(lab());
     let identity_settings = IdentitySettings {
         cache_ttl: Duration::from_secs(300),
@@ -124,7 +120,7 @@ fn fixture_in(mode: ThrottleMode, tune: impl FnOnce(&mut AuthSettings)) -> Fixtu
     let mut settings = AuthSettings { failure_delay: Duration::ZERO, ..Default::default() };
     settings.texts.expired = "Password expired: change it at https://mail.example.com/password".into();
     tune(&mut settings);
-    let auth = Authenticator::new(identities.clone(), store, settings, mode);
+    let auth = Authenticator::new(identities.clone(), store, settings);
     Fixture { auth, lab, identities, _dir: dir }
 }
 
@@ -240,13 +236,7 @@ async fn guesses_right_after_a_refusal_do_not_reach_the_directory() {
 
 #[tokio::test]
 async fn throttling_stops_guessing_before_the_directory() {
-    for mode in [ThrottleMode::Local, ThrottleMode::Shared] {
-        throttling_stops_guessing_in(mode).await;
-    }
-}
-
-async fn throttling_stops_guessing_in(mode: ThrottleMode) {
-    let f = fixture_in(mode, |s| {
+    let f = fixture(|s| {
         s.throttle.per_login = 3;
         s.throttle.per_client = 100;
     });
@@ -267,13 +257,7 @@ async fn throttling_stops_guessing_in(mode: ThrottleMode) {
 
 #[tokio::test]
 async fn one_client_spraying_logins_is_throttled_per_address() {
-    for mode in [ThrottleMode::Local, ThrottleMode::Shared] {
-        spraying_in(mode).await;
-    }
-}
-
-async fn spraying_in(mode: ThrottleMode) {
-    let f = fixture_in(mode, |s| s.throttle.per_client = 5);
+    let f = fixture(|s| s.throttle.per_client = 5);
     for i in 0..5 {
         let d = f.auth.authenticate(request(&format!("ghost{i}"), "x", "198.51.100.9")).await;
         assert_eq!(d.reason, Reason::UnknownUser);
@@ -315,7 +299,6 @@ async fn accounts_seen_disabled_lose_their_grace() {
     let auth = Authenticator {
         identities: identities.clone(),
         store: f.auth.store.clone(),
-        mode: ThrottleMode::Local,
         state: RwLock::new(f.auth.state()),
         audit: crate::audit_log::AuditLog::disabled(),
     };

@@ -9,18 +9,14 @@
 //!
 //! IPv6 clients are counted per /64 (one host usually owns a whole /64).
 //!
-//! With an embedded store (SQLite: one process owns the file) every
-//! failure passes through this process, so [`ThrottleMode::Local`] keeps
-//! the live counts in memory and reads never leave the process: the hot
-//! path of a good login costs no store round trip. Failures are still
-//! written through to the store. A shared store (Redis, several
-//! instances) uses [`ThrottleMode::Shared`]: every check reads the store.
+//! Every check reads the store. On the embedded store that is a lookup in
+//! memory (its counters live there, `store::sqlite::counters`), so the
+//! hot path of a good login costs no disk or thread hop, and the counts
+//! survive a restart or a reload: restarting mailwarrant does not hand a
+//! guesser a fresh allowance.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-
-use tokio::time::Instant;
+use std::sync::Arc;
 
 use crate::config::auth::ThrottleSettings;
 use crate::store::{Store, StoreError};
@@ -36,41 +32,18 @@ pub enum Limit {
     Client,
 }
 
-/// Where checks read the counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ThrottleMode {
-    /// This process sees every failure (embedded store): counts in memory.
-    Local,
-    /// Several instances share the store: read it on every check.
-    Shared,
-}
-
-/// Counters kept in memory in [`ThrottleMode::Local`]; bounded, since
-/// every new client address adds one on its first failure.
-const LOCAL_CAPACITY: usize = 200_000;
-
 pub struct Throttle {
     store: Arc<dyn Store>,
     settings: ThrottleSettings,
-    mode: ThrottleMode,
-    local: Mutex<HashMap<String, (i64, Instant)>>,
 }
 
 impl Throttle {
-    pub fn new(store: Arc<dyn Store>, settings: ThrottleSettings, mode: ThrottleMode) -> Self {
-        Self { store, settings, mode, local: Mutex::new(HashMap::new()) }
+    pub fn new(store: Arc<dyn Store>, settings: ThrottleSettings) -> Self {
+        Self { store, settings }
     }
 
     /// The limit already reached, if any. Both counters are read at once.
     pub async fn check(&self, login_key: &str, client: Option<IpAddr>) -> Result<Option<Limit>, StoreError> {
-        if self.mode == ThrottleMode::Local {
-            let now = Instant::now();
-            let local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-            let count = |key: &str| local.get(key).filter(|(_, until)| *until > now).map_or(0, |(n, _)| *n);
-            let login = count(&login_counter(login_key));
-            let client = client.map_or(0, |ip| count(&client_counter(ip)));
-            return Ok(self.limit(login, client));
-        }
         let login_key = login_counter(login_key);
         let login = self.store.counter(&login_key);
         let (login, client) = match client {
@@ -94,36 +67,10 @@ impl Throttle {
         }
     }
 
-    /// Counts in memory (fixed window from the first failure).
-    fn count_locally(&self, key: &str) {
-        let now = Instant::now();
-        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        if local.len() >= LOCAL_CAPACITY && !local.contains_key(key) {
-            local.retain(|_, (_, until)| *until > now);
-            if local.len() >= LOCAL_CAPACITY {
-                // Still full of live counters: forget client counters
-                // first would need an index; forgetting all is the safe
-                // degradation (the store keeps the counts for restarts).
-                local.clear();
-            }
-        }
-        let entry = local.entry(key.to_owned()).or_insert((0, now + self.settings.window));
-        if entry.1 <= now {
-            *entry = (0, now + self.settings.window);
-        }
-        entry.0 += 1;
-    }
-
     /// Counts one failure against the login and the client.
     pub async fn record_failure(&self, login_key: &str, client: Option<IpAddr>) -> Result<(), StoreError> {
         let window = self.settings.window;
         let login_key = login_counter(login_key);
-        if self.mode == ThrottleMode::Local {
-            self.count_locally(&login_key);
-            if let Some(ip) = client {
-                self.count_locally(&client_counter(ip));
-            }
-        }
         let login = self.store.incr(&login_key, 1, window);
         match client {
             Some(ip) => {
@@ -138,7 +85,6 @@ impl Throttle {
     /// Clears a login's failures (an administrator's unlock).
     pub async fn reset_login(&self, login_key: &str) -> Result<(), StoreError> {
         let key = login_counter(login_key);
-        self.local.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         self.store.delete(&key).await.map(|_| ())
     }
 }

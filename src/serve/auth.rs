@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use super::activation::Inherited;
 use super::{App, ServeError, Shutdown};
-use crate::auth::{Authenticator, ThrottleMode};
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::protocols::accept::bind_unix;
 use crate::protocols::dovecot_auth::DovecotAuthServer;
@@ -33,13 +33,8 @@ pub fn start(
     front_ends: &mut JoinSet<Result<(), ServeError>>,
 ) -> Result<Arc<Authenticator>, ServeError> {
     let settings = app.config.auth.clone();
-    // SQLite belongs to this process alone: throttle counts can live in
-    // memory (written through). A shared store (Redis) is read on every
-    // check, so a lockout through another instance holds here too.
-    let mode = if app.store.is_shared() { ThrottleMode::Shared } else { ThrottleMode::Local };
     let authenticator = Arc::new(
-        Authenticator::new(app.identities.clone(), app.store.clone(), settings.clone(), mode)
-            .with_audit(app.audit.clone()),
+        Authenticator::new(app.identities.clone(), app.store.clone(), settings.clone()).with_audit(app.audit.clone()),
     );
     let mut inherited = Inherited::from_env();
     let dovecot = DovecotAuthServer::new(authenticator.clone(), &settings.dovecot);

@@ -99,13 +99,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip, for readiness checks.
     async fn check_health(&self) -> Result<()>;
-
-    /// True when other processes (other mailwarrant instances) use the same
-    /// state, so nothing may be cached in this process: the AUTH throttle
-    /// then reads the store on every check.
-    fn is_shared(&self) -> bool {
-        false
-    }
 }
 
 /// At most one of a repeated log line per period: during a store outage

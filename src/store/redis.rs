@@ -418,10 +418,6 @@ impl Store for RedisStore {
             Err(StoreError::Backend(format!("Redis answered PING with {pong:?}")))
         }
     }
-
-    fn is_shared(&self) -> bool {
-        true
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use mailwarrant::auth::{AuthDecision, AuthRequest, Authenticator, DecisionKind, Protocol, Reason, ThrottleMode};
+use mailwarrant::auth::{AuthDecision, AuthRequest, Authenticator, DecisionKind, Protocol, Reason};
 use mailwarrant::config::Config;
 use mailwarrant::serve::App;
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
@@ -28,7 +28,7 @@ async fn authenticator() -> (tempfile::TempDir, Authenticator) {
     let config = Config::from_toml(&text, dir.path(), &dir.path().join("ad.toml")).unwrap_or_else(|e| panic!("{e}"));
     let settings = config.auth.clone();
     let app = App::build(config).await.expect("mailwarrant builds");
-    (dir, Authenticator::new(app.identities.clone(), app.store.clone(), settings, ThrottleMode::Local))
+    (dir, Authenticator::new(app.identities.clone(), app.store.clone(), settings))
 }
 
 async fn decide(auth: &Authenticator, login: &str, password: &str, client: &str) -> AuthDecision {

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use mailwarrant::auth::{Authenticator, ThrottleMode};
+use mailwarrant::auth::Authenticator;
 use mailwarrant::config::Config;
 use mailwarrant::http::{self, HttpState};
 use mailwarrant::serve::{self, App, ShutdownTrigger};
@@ -91,7 +91,7 @@ async fn rig_with(tls: bool) -> Rig {
     let app = App::build(config).await.unwrap();
     let settings = app.config.http.clone().unwrap();
     let auth = std::sync::Arc::new(
-        Authenticator::new(app.identities.clone(), app.store.clone(), app.config.auth.clone(), ThrottleMode::Local)
+        Authenticator::new(app.identities.clone(), app.store.clone(), app.config.auth.clone())
             .with_audit(app.audit.clone()),
     );
     let router = http::router(HttpState::from_app(&app, &settings, Some(auth)));

@@ -500,7 +500,6 @@ mod tests {
         assert_eq!(s.counter("gone").await.unwrap(), 0);
         assert_eq!(s.incr_within(Some(("m1", hour)), &[inc("msgs")]).await.unwrap(), ChargeOutcome::AlreadyCharged);
         assert_eq!(s.counter_with_ttl("msgs").await.unwrap().map(|(v, _)| v), Some(1));
-        assert!(!s.is_shared());
     }
 
     /// The file catches up with the counters while the store is open
