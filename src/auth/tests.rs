@@ -255,6 +255,20 @@ async fn throttling_stops_guessing_before_the_directory() {
     assert_eq!(f.lab.binds.load(Ordering::SeqCst), binds, "no bind while throttled");
 }
 
+/// The counts are the store's: a reload (or a restart, which reloads
+/// the store's counters) gives a guesser no fresh allowance.
+#[tokio::test]
+async fn a_reload_keeps_the_failure_counts() {
+    let f = fixture(|s| s.throttle.per_login = 3);
+    for i in 0..3 {
+        check(&f, "bob", &format!("guess-{i}"), (DecisionKind::Refused, Reason::InvalidCredentials, None)).await;
+    }
+    let mut settings = f.auth.state().settings.clone();
+    settings.throttle.per_login = 3;
+    f.auth.reload(settings);
+    check(&f, "bob", "guess-3", (DecisionKind::Temporary, Reason::TooManyFailuresForLogin, None)).await;
+}
+
 #[tokio::test]
 async fn one_client_spraying_logins_is_throttled_per_address() {
     let f = fixture(|s| s.throttle.per_client = 5);
