@@ -148,18 +148,23 @@ fn load_average() -> String {
         .join(" ")
 }
 
+/// Reads one milter reply (blocking).
+fn read_reply_blocking(s: &mut std::net::TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    while decode_reply(&mut buf).unwrap().is_none() {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the server closed before replying");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// Blocking client for the memory phases (costs the process almost no
 /// user memory, so the RSS delta is the server's).
 fn negotiate(target: SocketAddr) -> std::net::TcpStream {
     let mut s = std::net::TcpStream::connect(target).unwrap();
     s.write_all(&encode_command(&OPTNEG)).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 256];
-    while decode_reply(&mut buf).unwrap().is_none() {
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0);
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    read_reply_blocking(&mut s);
     s
 }
 
@@ -296,13 +301,7 @@ fn main() {
         }
         s.write_all(&encode_command(&Command::Body(b"--b--\r\n".to_vec()))).unwrap();
         s.write_all(&encode_command(&Command::EndOfBody(Vec::new()))).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 256];
-        while decode_reply(&mut buf).unwrap().is_none() {
-            let n = s.read(&mut chunk).unwrap();
-            assert!(n > 0);
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        read_reply_blocking(&mut s);
         peak_rss = peak_rss.max(rss_kib("VmRSS:"));
         println!(
             "message of {:>6} KiB: VmRSS {} → peak {} KiB (+{} KiB), VmHWM {} → {} KiB",

@@ -39,6 +39,19 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// A client address, empty when unknown; formatted only when the line is
+/// written (an AUTH whose audit level is off allocates nothing here).
+struct Client(Option<IpAddr>);
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ip) => write!(f, "{ip}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The decision's line in the JSON audit file, and its metric.
 pub fn write_line(log: &AuditLog, request: &AuthRequest, decision: &AuthDecision, latency: Duration) {
     crate::metrics::auth_decision(request.protocol.as_str(), decision.kind.as_str(), decision.reason.as_str());
@@ -66,12 +79,11 @@ pub fn write_line(log: &AuditLog, request: &AuthRequest, decision: &AuthDecision
 /// Writes the decision's audit line.
 pub fn record(typed: &str, client: Option<IpAddr>, protocol: Protocol, decision: &AuthDecision, latency: Duration) {
     let user = decision.login.as_ref().map(|l| l.as_str()).unwrap_or("");
-    let client = client.map(|c| c.to_string()).unwrap_or_default();
     tracing::info!(
         target: "mailwarrant::audit",
         login = %Escaped(typed),
         user = %Escaped(user),
-        client = %client,
+        client = %Client(client),
         protocol = protocol.as_str(),
         outcome = decision.kind.as_str(),
         reason = decision.reason.as_str(),

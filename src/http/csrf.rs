@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{header, HeaderMap};
 use base64::Engine;
 use rand::RngCore;
 
@@ -35,7 +36,7 @@ pub async fn issue(store: &Arc<dyn Store>) -> Result<String, StoreError> {
 
 /// True when `form` and `cookie` carry the same live token; the token is
 /// used up either way.
-pub async fn consume(store: &Arc<dyn Store>, form: Option<&str>, cookie: Option<&str>) -> Result<bool, StoreError> {
+async fn consume(store: &Arc<dyn Store>, form: Option<&str>, cookie: Option<&str>) -> Result<bool, StoreError> {
     let Some(form) = form else { return Ok(false) };
     if form.is_empty() || form.len() > 64 || !form.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
@@ -44,6 +45,46 @@ pub async fn consume(store: &Arc<dyn Store>, form: Option<&str>, cookie: Option<
     // A token shown once, in any attempt, is spent.
     let live = store.delete(&key(form)).await?;
     Ok(live && cookie.is_some_and(|c| subtle_eq(form, c)))
+}
+
+/// What a posted form's CSRF check found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FormCheck {
+    Valid,
+    /// A live token with its cookie, but posted from another origin.
+    CrossOrigin,
+    /// Missing, spent, expired or not this session's.
+    BadToken,
+}
+
+/// The one check every HTML form post passes: the form's token is spent
+/// first (so a refused cross-origin post burns it), then it must match
+/// the session cookie, and the browser must say the post came from
+/// `public_origin`.
+pub async fn check_form(
+    store: &Arc<dyn Store>,
+    public_origin: &str,
+    form: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<FormCheck, StoreError> {
+    let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(from_cookie_header);
+    Ok(match consume(store, form, cookie).await? {
+        false => FormCheck::BadToken,
+        true if same_origin(public_origin, headers) => FormCheck::Valid,
+        true => FormCheck::CrossOrigin,
+    })
+}
+
+/// `Sec-Fetch-Site` and `Origin`, when the browser sends them, name this
+/// origin.
+fn same_origin(public_origin: &str, headers: &HeaderMap) -> bool {
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return false;
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => origin.eq_ignore_ascii_case(public_origin),
+    }
 }
 
 fn subtle_eq(a: &str, b: &str) -> bool {
@@ -58,7 +99,7 @@ pub fn set_cookie(token: &str, secure: bool) -> String {
 }
 
 /// The token from a `Cookie` header.
-pub fn from_cookie_header(header: &str) -> Option<&str> {
+fn from_cookie_header(header: &str) -> Option<&str> {
     header.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(COOKIE)?.strip_prefix('='))
 }
 
@@ -84,5 +125,31 @@ mod tests {
         assert!(!consume(&store, Some("x%00"), Some("x%00")).await.unwrap());
         assert_eq!(from_cookie_header("a=1; mw_csrf=tok; b=2"), Some("tok"));
         assert_eq!(from_cookie_header("mw_csrfx=tok"), None);
+    }
+
+    #[tokio::test]
+    async fn a_form_post_needs_its_token_its_cookie_and_this_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
+        let origin = "https://mail.example.com";
+        let headers = |token: &str, from: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::COOKIE, format!("{COOKIE}={token}").parse().unwrap());
+            if let Some(from) = from {
+                h.insert(header::ORIGIN, from.parse().unwrap());
+            }
+            h
+        };
+        let t = issue(&store).await.unwrap();
+        let evil = headers(&t, Some("https://evil.example.net"));
+        assert_eq!(check_form(&store, origin, Some(&t), &evil).await.unwrap(), FormCheck::CrossOrigin);
+        let ours = headers(&t, Some("HTTPS://mail.example.com"));
+        assert_eq!(check_form(&store, origin, Some(&t), &ours).await.unwrap(), FormCheck::BadToken, "burnt");
+        let t = issue(&store).await.unwrap();
+        assert_eq!(check_form(&store, origin, Some(&t), &headers(&t, None)).await.unwrap(), FormCheck::Valid);
+        let t = issue(&store).await.unwrap();
+        let mut site = headers(&t, None);
+        site.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert_eq!(check_form(&store, origin, Some(&t), &site).await.unwrap(), FormCheck::CrossOrigin);
     }
 }

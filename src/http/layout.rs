@@ -2,7 +2,14 @@
 //! admin): one `<head>` with the page's own stylesheet, no inline script
 //! or style, so the Content-Security-Policy holds for all of them.
 
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
+
+/// A rendered page as an HTML response.
+pub fn respond(status: StatusCode, markup: Markup) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response()
+}
 
 /// A page titled `title` whose `<main>` is `body`, styled by
 /// `base` + `stylesheet` (a path under this origin).

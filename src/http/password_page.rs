@@ -16,13 +16,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use maud::Markup;
 use secrecy::SecretString;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::password_view::{self as view, FormView, Notice};
 use super::{csrf, HttpState};
+use crate::http::layout::respond as html;
 use crate::password::{ChangeRequest, ChangeResult, Refusal, Verdict};
 
 /// Longest login accepted; anything longer is nobody.
@@ -143,15 +143,13 @@ async fn submit(
         drop(zeroize::Zeroizing::new(confirm));
         matches
     };
-    let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(csrf::from_cookie_header);
-    // The token is spent first, so a refused cross-origin post burns it.
-    match csrf::consume(&s.store, token.as_deref(), cookie).await {
-        Ok(true) if same_origin(&s, &headers) => {}
-        Ok(true) => {
+    match csrf::check_form(&s.store, &s.settings.public_origin, token.as_deref(), &headers).await {
+        Ok(csrf::FormCheck::Valid) => {}
+        Ok(csrf::FormCheck::CrossOrigin) => {
             tracing::warn!(target: "audit", event = "password.forbidden", %client, reason = "cross_origin");
             return forbidden(&s);
         }
-        Ok(false) => {
+        Ok(csrf::FormCheck::BadToken) => {
             tracing::warn!(target: "audit", event = "password.forbidden", %client, reason = "csrf");
             return forbidden(&s);
         }
@@ -236,16 +234,6 @@ async fn live_check(
     Json(s.passwords.live_check(login, &password, OffsetDateTime::now_utc()).await).into_response()
 }
 
-fn same_origin(s: &HttpState, headers: &HeaderMap) -> bool {
-    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-        return false;
-    }
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(origin) => origin.eq_ignore_ascii_case(&s.settings.public_origin),
-    }
-}
-
 fn clean_login(typed: &str) -> &str {
     let t = typed.trim();
     if t.len() > MAX_LOGIN || t.chars().any(char::is_control) {
@@ -261,10 +249,6 @@ fn error(text: &str) -> Notice<'_> {
 
 fn base(s: &HttpState) -> &str {
     &s.settings.public_base_url
-}
-
-fn html(status: StatusCode, markup: Markup) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response()
 }
 
 fn forbidden(s: &HttpState) -> Response {

@@ -339,13 +339,14 @@ impl PolicyService {
         trace: &Trace,
         now: OffsetDateTime,
     ) -> Decision {
-        let login = trace.identity.as_ref().map(|i| i.login.to_string()).or_else(|| req.sasl_username.clone());
+        let login = trace.identity.as_ref().map(|i| i.login.as_str()).or(req.sasl_username.as_deref());
         for f in &decision.observed {
-            tracing::info!(outcome = f.verdict.would(), rule = %f.rule_name(), login = login.as_deref().unwrap_or(""), text = %f.text, "policy observe");
+            tracing::info!(outcome = f.verdict.would(), rule = %f.rule_name(), login = login.unwrap_or(""), text = %f.text, "policy observe");
         }
         if !decision.is_notable() {
             return decision;
         }
+        let login = login.map(str::to_owned);
         let reference = audit::new_reference();
         decision.reference = Some(reference.clone());
         if let Some(f) = &decision.refusal {

@@ -22,6 +22,17 @@ pub(crate) async fn service(edit: impl FnOnce(&mut PolicySettings)) -> (tempfile
     (dir, PolicyService::new(settings, identities, store))
 }
 
+/// The default profile's only rate: `limit` messages a day per user.
+fn user_messages_per_day(limit: u64) -> Arc<[crate::policy::RateLimit]> {
+    Arc::from(vec![crate::policy::RateLimit {
+        name: "user_messages_1d".into(),
+        per: crate::policy::LimitSubject::User,
+        count: crate::policy::Counted::Messages,
+        limit,
+        window: std::time::Duration::from_secs(86_400),
+    }])
+}
+
 fn rcpt(login: &str, from: &str, to: &str) -> SendRequest {
     SendRequest {
         stage: Some(Stage::Rcpt),
@@ -82,13 +93,7 @@ async fn the_demo_cast_against_the_demo_profiles() {
 async fn daily_limit_defers_with_reset_and_reask_is_free() {
     let (_d, s) = service(|p| {
         let mut set = (*p.set).clone();
-        set.default.fields.rate_limits = Some(Arc::from(vec![crate::policy::RateLimit {
-            name: "user_messages_1d".into(),
-            per: crate::policy::LimitSubject::User,
-            count: crate::policy::Counted::Messages,
-            limit: 3,
-            window: std::time::Duration::from_secs(86_400),
-        }]));
+        set.default.fields.rate_limits = Some(user_messages_per_day(3));
         p.set = Arc::new(set);
     })
     .await;
@@ -176,13 +181,7 @@ async fn global_observe_mode_lets_through_but_records() {
 async fn a_rate_limit_in_observe_mode_is_counted_and_observed_but_never_defers() {
     let (_d, s) = service(|p| {
         let mut set = (*p.set).clone();
-        set.default.fields.rate_limits = Some(Arc::from(vec![crate::policy::RateLimit {
-            name: "user_messages_1d".into(),
-            per: crate::policy::LimitSubject::User,
-            count: crate::policy::Counted::Messages,
-            limit: 1,
-            window: std::time::Duration::from_secs(86_400),
-        }]));
+        set.default.fields.rate_limits = Some(user_messages_per_day(1));
         set.rule_modes.insert(RuleKind::RateLimit, Mode::Observe);
         p.set = Arc::new(set);
     })

@@ -23,7 +23,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use base64::Engine;
-use maud::Markup;
 use rand::RngCore;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -33,6 +32,7 @@ use time::OffsetDateTime;
 use super::{csrf, HttpState};
 use crate::auth::{AuthRequest, Protocol};
 use crate::config::http::Scope;
+use crate::http::layout::respond as html;
 use crate::policy_service::explain::{self, ExplainError};
 use view::MappingRow;
 
@@ -211,9 +211,8 @@ async fn login(
     let LoginForm { csrf: csrf_token, token, login, password } = form;
     let token = zeroize::Zeroizing::new(token);
     let password = SecretString::from(password);
-    let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(csrf::from_cookie_header);
-    match csrf::consume(&s.store, csrf_token.as_deref(), cookie).await {
-        Ok(true) if same_origin(&s, &headers) => {}
+    match csrf::check_form(&s.store, &s.settings.public_origin, csrf_token.as_deref(), &headers).await {
+        Ok(csrf::FormCheck::Valid) => {}
         Ok(_) => {
             tracing::warn!(target: "audit", event = "admin.forbidden", reason = "csrf");
             let text = "This form has expired or was not sent from this page. Open the page again and retry.";
@@ -293,26 +292,12 @@ async fn logout(State(s): State<HttpState>, headers: HeaderMap) -> Response {
     response
 }
 
-fn same_origin(s: &HttpState, headers: &HeaderMap) -> bool {
-    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-        return false;
-    }
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(origin) => origin.eq_ignore_ascii_case(&s.settings.public_origin),
-    }
-}
-
 fn secure(s: &HttpState) -> bool {
     s.settings.public_base_url.starts_with("https://")
 }
 
 fn base(s: &HttpState) -> &str {
     &s.settings.public_base_url
-}
-
-fn html(status: StatusCode, markup: Markup) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response()
 }
 
 fn unavailable(s: &HttpState) -> Response {

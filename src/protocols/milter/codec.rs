@@ -154,22 +154,24 @@ pub enum CodecError {
     Malformed { command: char, why: &'static str },
 }
 
-/// Takes one complete packet off the front of `buf`. `Ok(None)`: more
-/// bytes needed. An error leaves the stream unusable (close it).
-pub fn decode(buf: &mut Vec<u8>) -> Result<Option<Command>, CodecError> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+/// The length of the frame at the front of `buf` (command byte and
+/// data) once all of it is there; `None` while bytes are missing.
+fn complete_frame(buf: &[u8]) -> Result<Option<usize>, CodecError> {
+    let Some(header) = buf.first_chunk::<4>() else { return Ok(None) };
+    let len = u32::from_be_bytes(*header) as usize;
     if len == 0 {
         return Err(CodecError::EmptyFrame);
     }
     if len > MAX_FRAME {
         return Err(CodecError::FrameTooLarge(len));
     }
-    if buf.len() < 4 + len {
-        return Ok(None);
-    }
+    Ok((buf.len() >= 4 + len).then_some(len))
+}
+
+/// Takes one complete packet off the front of `buf`. `Ok(None)`: more
+/// bytes needed. An error leaves the stream unusable (close it).
+pub fn decode(buf: &mut Vec<u8>) -> Result<Option<Command>, CodecError> {
+    let Some(len) = complete_frame(buf)? else { return Ok(None) };
     let command = parse(buf[4], &buf[5..4 + len]);
     buf.drain(..4 + len);
     command.map(Some)
@@ -369,19 +371,7 @@ pub fn encode_command(command: &Command) -> Vec<u8> {
 
 /// Takes one reply off the front of `buf` (the MTA side).
 pub fn decode_reply(buf: &mut Vec<u8>) -> Result<Option<Reply>, CodecError> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if len == 0 {
-        return Err(CodecError::EmptyFrame);
-    }
-    if len > MAX_FRAME {
-        return Err(CodecError::FrameTooLarge(len));
-    }
-    if buf.len() < 4 + len {
-        return Ok(None);
-    }
+    let Some(len) = complete_frame(buf)? else { return Ok(None) };
     let cmd = buf[4];
     let data = buf[5..4 + len].to_vec();
     buf.drain(..4 + len);

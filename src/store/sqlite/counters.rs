@@ -66,14 +66,10 @@ impl Counters {
         counters: impl IntoIterator<Item = (String, Entry)>,
         charged: impl IntoIterator<Item = (String, i64)>,
     ) -> Self {
-        let table = Table {
-            counters: counters.into_iter().collect(),
-            charged: charged.into_iter().collect(),
-            dirty: Dirty::default(),
-            purge_at: FIRST_PURGE,
-        };
-        let purge_at = FIRST_PURGE.max(2 * (table.counters.len() + table.charged.len()));
-        Self { table: Mutex::new(Table { purge_at, ..table }) }
+        let counters: HashMap<_, _> = counters.into_iter().collect();
+        let charged: HashMap<_, _> = charged.into_iter().collect();
+        let purge_at = FIRST_PURGE.max(2 * (counters.len() + charged.len()));
+        Self { table: Mutex::new(Table { counters, charged, dirty: Dirty::default(), purge_at }) }
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
