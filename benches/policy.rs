@@ -45,6 +45,10 @@ struct Args {
     /// Drive a do-nothing server instead (the ceiling of this client, the
     /// kernel's loopback TCP and the machine).
     null: bool,
+    /// Worker threads of the load client's runtime.
+    client_threads: usize,
+    /// Worker threads of the in-process server's runtime.
+    server_threads: usize,
 }
 
 fn args() -> Args {
@@ -60,6 +64,8 @@ fn args() -> Args {
         redis_url: None,
         null: false,
         rate_limits: true,
+        client_threads: 2,
+        server_threads: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,6 +84,8 @@ fn args() -> Args {
             "--redis-url" => a.redis_url = Some(value()),
             "--null" => a.null = true,
             "--no-rate-limits" => a.rate_limits = false,
+            "--client-threads" => a.client_threads = value().parse().expect("--client-threads N"),
+            "--server-threads" => a.server_threads = value().parse().expect("--server-threads N"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -258,7 +266,8 @@ fn start_mailwarrant(a: &Args) -> InProcess {
     );
     let config =
         mailwarrant::config::Config::from_toml(&text, dir.path(), Path::new("bench.toml")).expect("bench config");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(a.server_threads).enable_all().build().unwrap();
     let (stop, shutdown) = mailwarrant::serve::shutdown::channel();
     let addr = runtime.block_on(async {
         let app = mailwarrant::serve::App::build(config).await.expect("app");
@@ -275,9 +284,9 @@ fn start_mailwarrant(a: &Args) -> InProcess {
 /// A server that answers `DUNNO` to every request without reading it:
 /// what the client, loopback TCP and the scheduler cost on their own, so
 /// no policy server can do better on this machine with this client.
-fn start_null_server() -> (SocketAddr, tokio::runtime::Runtime) {
+fn start_null_server(threads: usize) -> (SocketAddr, tokio::runtime::Runtime) {
     use tokio::io::AsyncReadExt;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap();
     let addr = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -320,8 +329,9 @@ fn start_null_server() -> (SocketAddr, tokio::runtime::Runtime) {
 
 fn main() {
     let a = Arc::new(args());
-    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let null = a.null.then(start_null_server);
+    let client =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(a.client_threads).enable_all().build().unwrap();
+    let null = a.null.then(|| start_null_server(a.server_threads));
     let server = if a.target.is_none() && null.is_none() { Some(start_mailwarrant(&a)) } else { None };
     let target = a.target.or(null.as_ref().map(|n| n.0)).or(server.as_ref().map(|s| s.addr)).unwrap();
     // Warm-up: every user once (fills mailwarrant's identity cache from

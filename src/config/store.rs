@@ -30,7 +30,7 @@ pub struct RawStore {
     /// commit) survives a crash of mailwarrant but may lose the last
     /// commits on power loss or an OS crash, for a lower commit latency.
     /// Rate-limit and AUTH counters never wait for a commit either way:
-    /// they are kept in memory and written every 50 ms.
+    /// they are kept in memory and written every second.
     #[serde(default)]
     pub synchronous: Synchronous,
     /// Redis only: `redis://[:password@]host:port[/db]` or `rediss://…`

@@ -8,8 +8,14 @@
 //! thousand times is written once) every [`FLUSH_EVERY`](super::FLUSH_EVERY),
 //! and the table is loaded from the file at start, so counters survive
 //! restarts and a clean stop loses nothing. What a power cut or `kill -9`
-//! can take is the last flush interval's changes, as with PostgreSQL's
-//! `synchronous_commit = off`.
+//! can take is the last flush interval's changes, as with Redis's
+//! `appendfsync everysec`: an undercount, never a double count.
+//!
+//! The `once` keys of charged messages are written only at a clean stop,
+//! as one snapshot: each is a new random key, so writing them behind
+//! would cost a B-tree insert per message for a guard that matters only
+//! when Postfix re-asks a message across a restart. After a crash they
+//! are gone, and such a re-asked message may be counted twice.
 //!
 //! Expiry uses the same millisecond clock as the rows in the file.
 
@@ -25,21 +31,23 @@ pub struct Entry {
     pub expires_at: i64,
 }
 
-/// Changes not yet in the file; `None` is a deletion.
+/// Changes not yet in the file.
 #[derive(Default)]
 pub struct Dirty {
+    /// Changed counters; `None` is a deletion.
     pub counters: HashMap<String, Option<Entry>>,
-    /// `once` keys of charged messages, with their expiry.
-    pub charged: HashMap<String, Option<i64>>,
+    /// At a clean stop, when this process charged or deleted any: every
+    /// live `once` key with its expiry, to replace the file's.
+    pub charged: Option<Vec<(String, i64)>>,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        self.counters.is_empty() && self.charged.is_empty()
+        self.counters.is_empty() && self.charged.is_none()
     }
 
     pub fn len(&self) -> usize {
-        self.counters.len() + self.charged.len()
+        self.counters.len() + self.charged.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -47,7 +55,9 @@ impl Dirty {
 struct Table {
     counters: HashMap<String, Entry>,
     charged: HashMap<String, i64>,
-    dirty: Dirty,
+    /// Whether `charged` differs from what was loaded.
+    charged_changed: bool,
+    dirty: HashMap<String, Option<Entry>>,
     /// Expired entries are dropped when the maps reach this size.
     purge_at: usize,
 }
@@ -69,7 +79,7 @@ impl Counters {
         let counters: HashMap<_, _> = counters.into_iter().collect();
         let charged: HashMap<_, _> = charged.into_iter().collect();
         let purge_at = FIRST_PURGE.max(2 * (counters.len() + charged.len()));
-        Self { table: Mutex::new(Table { counters, charged, dirty: Dirty::default(), purge_at }) }
+        Self { table: Mutex::new(Table { counters, charged, charged_changed: false, dirty: HashMap::new(), purge_at }) }
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -108,7 +118,7 @@ impl Counters {
         if let Some((key, ttl)) = once {
             let at = now.saturating_add(ttl);
             t.charged.insert(key.to_owned(), at);
-            t.dirty.charged.insert(key.to_owned(), Some(at));
+            t.charged_changed = true;
         }
         t.purge_if_large(now);
         ChargeOutcome::Charged(values)
@@ -120,8 +130,8 @@ impl Counters {
         let mut t = self.table();
         let counter = t.counters.remove(key).is_some_and(|e| e.expires_at > now);
         let charged = t.charged.remove(key).is_some_and(|at| at > now);
-        t.dirty.counters.insert(key.to_owned(), None);
-        t.dirty.charged.insert(key.to_owned(), None);
+        t.dirty.insert(key.to_owned(), None);
+        t.charged_changed |= charged;
         counter || charged
     }
 
@@ -129,9 +139,18 @@ impl Counters {
         !self.table().dirty.is_empty()
     }
 
-    /// The changes to write, leaving none behind.
+    /// The changed counters to write, leaving none behind.
     pub fn take_dirty(&self) -> Dirty {
-        std::mem::take(&mut self.table().dirty)
+        Dirty { counters: std::mem::take(&mut self.table().dirty), charged: None }
+    }
+
+    /// The last write at a clean stop: the changed counters and, when
+    /// this process changed any, the live `once` keys.
+    pub fn take_last(&self, now: i64) -> Dirty {
+        let mut t = self.table();
+        let charged = std::mem::take(&mut t.charged_changed)
+            .then(|| t.charged.iter().filter(|(_, &at)| at > now).map(|(k, &at)| (k.clone(), at)).collect());
+        Dirty { counters: std::mem::take(&mut t.dirty), charged }
     }
 
     #[cfg(test)]
@@ -152,7 +171,7 @@ impl Table {
         }
         entry.value = entry.value.saturating_add(delta);
         let entry = *entry;
-        self.dirty.counters.insert(key.to_owned(), Some(entry));
+        self.dirty.insert(key.to_owned(), Some(entry));
         entry.value
     }
 
@@ -193,6 +212,11 @@ mod tests {
         assert!(!c.is_dirty() && c.take_dirty().is_empty());
         assert!(c.delete("a", 2));
         assert_eq!(c.take_dirty().counters["a"], None, "a deletion is written too");
+        assert_eq!(c.take_last(3).charged, None, "no once key changed");
+        c.incr_within(Some(("m", 10)), &[inc("b", 1, 5)], 4);
+        assert_eq!(c.take_dirty().charged, None, "once keys wait for the clean stop");
+        assert_eq!(c.take_last(5).charged, Some(vec![("m".to_owned(), 14)]));
+        assert!(c.take_last(6).is_empty());
     }
 
     #[test]
