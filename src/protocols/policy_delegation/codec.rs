@@ -5,6 +5,8 @@
 //! The decoder tells "need more bytes" (`Ok(None)`) from invalid input and
 //! from input over the size caps.
 
+use memchr::{memchr, memmem, memrchr};
+
 /// Longest attribute line accepted, without its LF.
 pub const MAX_LINE: usize = 8192;
 /// Largest request accepted, terminator included.
@@ -84,10 +86,9 @@ impl Request {
 /// Takes one complete request off the front of `buf`. `Ok(None)`: more
 /// bytes are needed. On `Err` the connection must be closed.
 pub fn decode(buf: &mut Vec<u8>) -> Result<Option<Request>, CodecError> {
-    let end =
-        if buf.first() == Some(&b'\n') { Some(0) } else { buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 1) };
+    let end = if buf.first() == Some(&b'\n') { Some(0) } else { memmem::find(buf, b"\n\n").map(|p| p + 1) };
     let Some(end) = end else {
-        let line_start = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let line_start = memrchr(b'\n', buf).map_or(0, |p| p + 1);
         if buf.len() > MAX_REQUEST || buf.len() - line_start > MAX_LINE {
             return Err(CodecError::TooLarge);
         }
@@ -97,30 +98,35 @@ pub fn decode(buf: &mut Vec<u8>) -> Result<Option<Request>, CodecError> {
         return Err(CodecError::TooLarge);
     }
     let block = &buf[..end];
-    if block.contains(&0) {
+    if memchr(0, block).is_some() {
         return Err(CodecError::Invalid("NUL byte"));
     }
     // Values may carry 8-bit text (SMTPUTF8 addresses, odd HELO names):
     // decoded lossily, so they can never match a directory address by
     // accident. A replacement character is never `\n` or `=`, so the
-    // lines and names of the text are those of the bytes.
-    let text = String::from_utf8_lossy(block).into_owned();
+    // lines and names of the text are those of the bytes. Valid UTF-8,
+    // nearly every request, is copied as it is.
+    let text = match std::str::from_utf8(block) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(block).into_owned(),
+    };
+    let bytes = text.as_bytes();
     let mut spans = Vec::with_capacity(32);
     let mut start = 0usize;
-    for line in text.split('\n') {
-        let line_start = start;
-        start += line.len() + 1;
-        if line.is_empty() {
-            continue;
+    while start < bytes.len() {
+        let line_end = memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p);
+        let line = &bytes[start..line_end];
+        if !line.is_empty() {
+            if line.len() > MAX_LINE || spans.len() == MAX_ATTRIBUTES {
+                return Err(CodecError::TooLarge);
+            }
+            let eq = memchr(b'=', line).ok_or(CodecError::Invalid("line without '='"))?;
+            if eq == 0 {
+                return Err(CodecError::Invalid("empty attribute name"));
+            }
+            spans.push((start as u32, (start + eq) as u32, line_end as u32));
         }
-        if line.len() > MAX_LINE || spans.len() == MAX_ATTRIBUTES {
-            return Err(CodecError::TooLarge);
-        }
-        let eq = line.find('=').ok_or(CodecError::Invalid("line without '='"))?;
-        if eq == 0 {
-            return Err(CodecError::Invalid("empty attribute name"));
-        }
-        spans.push((line_start as u32, (line_start + eq) as u32, (line_start + line.len()) as u32));
+        start = line_end + 1;
     }
     buf.drain(..=end);
     Ok(Some(Request { text, spans }))

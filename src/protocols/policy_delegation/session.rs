@@ -34,32 +34,66 @@ pub fn stage(protocol_state: &str) -> Stage {
 }
 
 /// The protocol-neutral request. Missing numbers count as 0, as the
-/// README allows; a non-empty attribute is kept as sent.
+/// README allows; a non-empty attribute is kept as sent. One pass over
+/// the attributes; the first of a repeated name wins, as with
+/// [`Request::get`].
 pub fn to_send_request(req: &Request) -> Result<SendRequest, SessionError> {
-    match req.get("request") {
+    #[derive(Default)]
+    struct Seen<'a> {
+        request: Option<&'a str>,
+        protocol_state: Option<&'a str>,
+        sasl_username: Option<&'a str>,
+        sender: Option<&'a str>,
+        recipient: Option<&'a str>,
+        recipient_count: Option<&'a str>,
+        size: Option<&'a str>,
+        client_address: Option<&'a str>,
+        instance: Option<&'a str>,
+        queue_id: Option<&'a str>,
+        policy_context: Option<&'a str>,
+    }
+    let mut seen = Seen::default();
+    for (name, value) in req.attributes() {
+        let slot = match name {
+            "request" => &mut seen.request,
+            "protocol_state" => &mut seen.protocol_state,
+            "sasl_username" => &mut seen.sasl_username,
+            "sender" => &mut seen.sender,
+            "recipient" => &mut seen.recipient,
+            "recipient_count" => &mut seen.recipient_count,
+            "size" => &mut seen.size,
+            "client_address" => &mut seen.client_address,
+            "instance" => &mut seen.instance,
+            "queue_id" => &mut seen.queue_id,
+            "policy_context" => &mut seen.policy_context,
+            _ => continue,
+        };
+        slot.get_or_insert(value);
+    }
+    match seen.request {
         Some(REQUEST_TYPE) => {}
         other => return Err(SessionError::NotAPolicyRequest(other.unwrap_or("").chars().take(64).collect())),
     }
-    let text = |name| req.get(name).filter(|v| !v.is_empty()).map(str::to_owned);
-    let stage = req.get("protocol_state").map(stage);
+    let text = |value: Option<&str>| value.filter(|v| !v.is_empty()).map(str::to_owned);
+    let stage = seen.protocol_state.map(stage);
     Ok(SendRequest {
         stage,
-        sasl_username: text("sasl_username"),
+        sasl_username: text(seen.sasl_username),
         // `sender` is empty both for `MAIL FROM:<>` and before MAIL; the
         // stage tells them apart.
         sender: match stage {
             Some(Stage::Mail | Stage::Rcpt | Stage::Data | Stage::EndOfMessage) => {
-                Some(req.get("sender").unwrap_or("").to_owned())
+                Some(seen.sender.unwrap_or("").to_owned())
             }
             _ => None,
         },
-        recipient: text("recipient"),
-        recipient_count: req.get("recipient_count").and_then(|v| v.parse().ok()).unwrap_or(0),
-        size: req.get("size").and_then(|v| v.parse().ok()).unwrap_or(0),
-        client_address: text("client_address"),
-        instance: text("instance"),
-        queue_id: text("queue_id"),
-        policy_context: text("policy_context"),
+        recipient: text(seen.recipient),
+        recipient_count: seen.recipient_count.and_then(|v| v.parse().ok()).unwrap_or(0),
+        size: seen.size.and_then(|v| v.parse().ok()).unwrap_or(0),
+        client_address: text(seen.client_address),
+        instance: text(seen.instance),
+        queue_id: text(seen.queue_id),
+        policy_context: text(seen.policy_context),
         content: None,
     })
 }
