@@ -4,7 +4,9 @@
 //! Run: `cargo bench --bench auth` (release build). Starts a throwaway
 //! slapd with 10,000 generated users, then for concurrency 1, 8 and 32:
 //! plain binds (ldap3, one connection per worker), mailwarrant with the
-//! credential cache off (cold), with it on and primed (warm), and warm
+//! credential cache off (cold) over TCP and over a UNIX socket (how
+//! Postfix usually reaches its SASL server: `smtpd_sasl_path =
+//! private/auth`), with it on and primed (warm), and warm
 //! with 10% wrong passwords and the default 2 s failure delay, twice:
 //! wrong attempts on persistent connections of other smtpd processes
 //! (Postfix), and each on a new connection (Exim). Client addresses are spread over 127.0.0.0/8. Finally the
@@ -18,7 +20,7 @@
 //! attempts themselves (a connection, a bind and two counter updates each).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use mailwarrant::testkit::slapd::{Slapd, GENERATED_PASSWORD};
 use mailwarrant::testkit::{free_port, wait_for_port, ChildGuard};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 const USERS: usize = 10_000;
 /// `AUTH_BENCH_CONCURRENCY=8,32` measures only those levels.
@@ -161,16 +164,43 @@ async fn dovecot_logins(address: SocketAddr, workers: usize, wrong_every: Option
                     wrong_attempt(address, how, &pool, user(i + 17), wrong, random_rip(&mut rng));
                     continue;
                 }
-                match client.plain(&user(i), GENERATED_PASSWORD, random_rip(&mut rng)).await {
-                    Ok(Answer::Ok { .. }) => {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    other => panic!("a good login failed: {other:?}"),
-                }
+                good_login(&mut client, i, &mut rng, &done).await;
             }
         }
     })
     .await
+}
+
+/// Good logins over persistent UNIX-socket connections.
+async fn unix_logins(path: PathBuf, workers: usize) -> f64 {
+    measure(workers, WARM_UP, move |w, stop, done| {
+        let path = path.clone();
+        async move {
+            let mut client = DovecotClient::connect_unix(&path).await.expect("handshake");
+            let mut rng = StdRng::from_entropy();
+            let mut i = w * 7919;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                good_login(&mut client, i, &mut rng, &done).await;
+            }
+        }
+    })
+    .await
+}
+
+/// One AUTH PLAIN with the right password; anything but OK stops the run.
+async fn good_login<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut DovecotClient<S>,
+    i: usize,
+    rng: &mut StdRng,
+    done: &AtomicU64,
+) {
+    match client.plain(&user(i), GENERATED_PASSWORD, random_rip(rng)).await {
+        Ok(Answer::Ok { .. }) => {
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+        other => panic!("a good login failed: {other:?}"),
+    }
 }
 
 /// Authenticates every user once (fills the identity and credential caches).
@@ -195,15 +225,17 @@ struct Server {
     _dir: tempfile::TempDir,
     process: ChildGuard,
     address: SocketAddr,
+    socket: PathBuf,
 }
 
 fn start_server(slapd: &Slapd, cache_ttl: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let socket = dir.path().join("auth.sock");
     let config = format!(
         "{directory}bind_pool_size = 64\npool_size = 16\n\n[identity]\ncache_ttl = \"1h\"\nrefresh_after = \"50m\"\n\
          [store]\npath = \"state.sqlite\"\n\
-         [auth]\nfailure_delay = \"{delay}\"\n[auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nmax_connections = 16384\n\
+         [auth]\nfailure_delay = \"{delay}\"\n[auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nsocket = {socket:?}\nmax_connections = 16384\n\
          [auth.cache]\nttl = \"{cache_ttl}\"\n[auth.throttle]\nper_login = 1000\nper_client = 1000\n",
         directory = slapd.config_toml(),
         delay = failure_delay_setting(),
@@ -222,7 +254,7 @@ fn start_server(slapd: &Slapd, cache_ttl: &str) -> Server {
     .unwrap();
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for_port(address, Duration::from_secs(30)).expect("mailwarrant listens");
-    Server { _dir: dir, process, address }
+    Server { _dir: dir, process, address, socket }
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -249,7 +281,8 @@ fn main() {
         for c in concurrency() {
             let plain = runtime.block_on(plain_binds(url.clone(), c));
             let cold_rate = runtime.block_on(dovecot_logins(cold.address, c, None));
-            rows.push((c, plain, cold_rate));
+            let cold_unix = runtime.block_on(unix_logins(cold.socket.clone(), c));
+            rows.push((c, plain, cold_rate, cold_unix));
         }
     }
     let warm = start_server(&slapd, "1h");
@@ -259,27 +292,28 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let rss = warm.process.id().map(rss_mib).unwrap_or(0.0);
     let mut table = Vec::new();
-    for (c, plain, cold_rate) in rows {
+    for (c, plain, cold_rate, cold_unix) in rows {
         // Plain binds again right before, so each ratio compares figures
         // taken under the same load on this shared machine.
         let plain_again = runtime.block_on(plain_binds(url.clone(), c));
         let warm_rate = runtime.block_on(dovecot_logins(warm.address, c, None));
         let persistent = runtime.block_on(dovecot_logins(warm.address, c, Some((10, Wrong::Persistent))));
         let fresh = runtime.block_on(dovecot_logins(warm.address, c, Some((10, Wrong::NewConnection))));
-        table.push((c, plain, cold_rate, plain_again, warm_rate, persistent, fresh));
+        table.push((c, plain, cold_rate, cold_unix, plain_again, warm_rate, persistent, fresh));
     }
     std::thread::sleep(Duration::from_secs(3));
     let rss_after = warm.process.id().map(rss_mib).unwrap_or(0.0);
 
     println!("AUTH benchmark: {USERS} directory users, client addresses over 127.0.0.0/8, {:?} per figure", seconds());
     println!(
-        "| concurrency | plain bind/s | cold auth/s (cache off) | cold ratio (≥ 0.8) | plain bind/s (again) | warm auth/s (cached) | warm ratio (≥ 2) | + 10% wrong, persistent conns: good/s | drop (< 10%) | + 10% wrong, new conn each: good/s | drop |"
+        "| concurrency | plain bind/s | cold auth/s (cache off) | cold ratio (≥ 0.8) | cold auth/s, UNIX socket | ratio | plain bind/s (again) | warm auth/s (cached) | warm ratio (≥ 2) | + 10% wrong, persistent conns: good/s | drop (< 10%) | + 10% wrong, new conn each: good/s | drop |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (c, plain, cold, plain_again, warm_rate, persistent, fresh) in table {
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (c, plain, cold, cold_unix, plain_again, warm_rate, persistent, fresh) in table {
         println!(
-            "| {c} | {plain:.0} | {cold:.0} | {:.2}× | {plain_again:.0} | {warm_rate:.0} | {:.2}× | {persistent:.0} | {:.1}% | {fresh:.0} | {:.1}% |",
+            "| {c} | {plain:.0} | {cold:.0} | {:.2}× | {cold_unix:.0} | {:.2}× | {plain_again:.0} | {warm_rate:.0} | {:.2}× | {persistent:.0} | {:.1}% | {fresh:.0} | {:.1}% |",
             cold / plain,
+            cold_unix / plain,
             warm_rate / plain_again,
             (1.0 - persistent / warm_rate) * 100.0,
             (1.0 - fresh / warm_rate) * 100.0

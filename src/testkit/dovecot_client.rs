@@ -4,12 +4,13 @@
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
 
-/// One connection, after the handshake.
-pub struct DovecotClient {
-    reader: BufReader<TcpStream>,
+/// One connection, after the handshake: over TCP, or over a UNIX socket
+/// (Postfix's usual `smtpd_sasl_path = private/auth`).
+pub struct DovecotClient<S = TcpStream> {
+    reader: BufReader<S>,
     next_id: u32,
     line: String,
 }
@@ -31,11 +32,25 @@ pub enum Answer {
 }
 
 impl DovecotClient {
-    /// Connects and reads the server handshake up to `DONE`, checking that
-    /// MECH lines come before SPID.
+    /// Connects over TCP; see [`DovecotClient::handshake`].
     pub async fn connect(address: std::net::SocketAddr) -> std::io::Result<DovecotClient> {
         let stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
+        DovecotClient::handshake(stream).await
+    }
+}
+
+impl DovecotClient<UnixStream> {
+    /// Connects over a UNIX socket; see [`DovecotClient::handshake`].
+    pub async fn connect_unix(path: &std::path::Path) -> std::io::Result<DovecotClient<UnixStream>> {
+        DovecotClient::handshake(UnixStream::connect(path).await?).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> DovecotClient<S> {
+    /// Reads the server handshake up to `DONE`, checking that MECH lines
+    /// come before SPID.
+    pub async fn handshake(stream: S) -> std::io::Result<DovecotClient<S>> {
         let mut client = DovecotClient { reader: BufReader::new(stream), next_id: 1, line: String::new() };
         client.reader.get_mut().write_all(b"VERSION\t1\t0\nCPID\t4242\n").await?;
         let mut mech_seen = false;
