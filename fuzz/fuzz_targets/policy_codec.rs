@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
             _ => break,
         }
     }
-    let reply = encode_reply(&String::from_utf8_lossy(data));
+    let mut reply = Vec::new();
+    encode_reply(&String::from_utf8_lossy(data), &mut reply);
     assert!(reply.starts_with(b"action=") && reply.ends_with(b"\n\n"));
     assert_eq!(reply.iter().filter(|&&b| b == b'\n').count(), 2, "one reply, never an injected line");
 });

@@ -132,22 +132,25 @@ pub fn decode(buf: &mut Vec<u8>) -> Result<Option<Request>, CodecError> {
     Ok(Some(Request { text, spans }))
 }
 
-/// `action=<action>\n\n`, with control characters in the text made
-/// spaces and the text capped.
-pub fn encode_reply(action: &str) -> Vec<u8> {
-    let mut clean: String = action.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if clean.len() > MAX_REPLY_TEXT {
-        let mut cut = MAX_REPLY_TEXT;
-        while !clean.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        clean.truncate(cut);
+/// Appends `action=<action>\n\n` to `out` (a buffer the connection
+/// reuses), with the text capped and its control characters made spaces,
+/// so a reply can never carry a second line.
+pub fn encode_reply(action: &str, out: &mut Vec<u8>) {
+    let mut cut = action.len().min(MAX_REPLY_TEXT);
+    while !action.is_char_boundary(cut) {
+        cut -= 1;
     }
-    let mut out = Vec::with_capacity(clean.len() + 9);
+    let text = &action[..cut];
     out.extend_from_slice(b"action=");
-    out.extend_from_slice(clean.as_bytes());
+    if text.chars().any(char::is_control) {
+        for c in text.chars() {
+            let c = if c.is_control() { ' ' } else { c };
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+    } else {
+        out.extend_from_slice(text.as_bytes());
+    }
     out.extend_from_slice(b"\n\n");
-    out
 }
 
 #[cfg(test)]

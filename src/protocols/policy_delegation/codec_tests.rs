@@ -52,11 +52,19 @@ fn two_requests_in_one_read_come_out_one_at_a_time() {
     assert_eq!(buf, b"c=");
 }
 
+fn reply(action: &str) -> Vec<u8> {
+    let mut out = b"kept".to_vec();
+    encode_reply(action, &mut out);
+    assert!(out.starts_with(b"kept"), "appends");
+    out.split_off(4)
+}
+
 #[test]
 fn replies() {
-    assert_eq!(encode_reply("DUNNO"), b"action=DUNNO\n\n");
-    assert_eq!(encode_reply("550 5.7.1 a\nb\rc"), b"action=550 5.7.1 a b c\n\n");
-    let long = encode_reply(&"é".repeat(400));
+    assert_eq!(reply("DUNNO"), b"action=DUNNO\n\n");
+    assert_eq!(reply("550 5.7.1 a\nb\rc"), b"action=550 5.7.1 a b c\n\n");
+    assert_eq!(reply("450 4.7.1 a\u{85}b"), "action=450 4.7.1 a b\n\n".as_bytes());
+    let long = reply(&"é".repeat(400));
     assert!(long.len() <= MAX_REPLY_TEXT + 9);
     assert!(std::str::from_utf8(&long).is_ok());
 }

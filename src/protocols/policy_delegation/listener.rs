@@ -96,6 +96,7 @@ async fn accept_unix(
 /// timeout, shutdown, or any input error, never with a partial reply.
 pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, session: Session, mut shutdown: Shutdown) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut reply: Vec<u8> = Vec::with_capacity(128);
     // One idle timer per connection, pushed back after each read: moving
     // a deadline later does not touch the timer wheel, a new timeout per
     // read would register and cancel one per request.
@@ -106,7 +107,9 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, sessio
             match decode(&mut buf) {
                 Ok(Some(request)) => match session.handle(&request, OffsetDateTime::now_utc()).await {
                     Ok(action) => {
-                        if let Err(e) = stream.write_all(&encode_reply(&action)).await {
+                        reply.clear();
+                        encode_reply(&action, &mut reply);
+                        if let Err(e) = stream.write_all(&reply).await {
                             tracing::debug!(error = %e, "policy client went away");
                             return;
                         }

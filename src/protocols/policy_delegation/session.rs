@@ -2,6 +2,8 @@
 //! decoded requests and writes what comes back, so every mapping here is
 //! tested with plain values.
 
+use std::borrow::Cow;
+
 use time::OffsetDateTime;
 
 use super::codec::{Request, ACTION_DUNNO, ACTION_PREPEND};
@@ -98,13 +100,14 @@ pub fn to_send_request(req: &Request) -> Result<SendRequest, SessionError> {
     })
 }
 
-/// The `action=` value for an outcome.
-pub fn action(outcome: &Outcome) -> String {
+/// The `action=` value for an outcome; the common `DUNNO` is not
+/// allocated.
+pub fn action(outcome: &Outcome) -> Cow<'static, str> {
     match (&outcome.decision.refusal, outcome.decision.client_text()) {
-        (Some(f), Some(text)) => format!("{} {text}", f.code),
+        (Some(f), Some(text)) => format!("{} {text}", f.code).into(),
         _ => match (&outcome.profile, outcome.prepend) {
-            (Some(profile), true) => format!("{ACTION_PREPEND} {POLICY_HEADER}: profile={profile}"),
-            _ => ACTION_DUNNO.to_owned(),
+            (Some(profile), true) => format!("{ACTION_PREPEND} {POLICY_HEADER}: profile={profile}").into(),
+            _ => ACTION_DUNNO.into(),
         },
     }
 }
@@ -122,7 +125,7 @@ impl Session {
     }
 
     /// Answers one request.
-    pub async fn handle(&self, req: &Request, now: OffsetDateTime) -> Result<String, SessionError> {
+    pub async fn handle(&self, req: &Request, now: OffsetDateTime) -> Result<Cow<'static, str>, SessionError> {
         let send = to_send_request(req)?;
         let started = std::time::Instant::now();
         let outcome = self.service.check(&send, now).await;
