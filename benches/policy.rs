@@ -15,7 +15,7 @@
 //! `cargo bench --bench policy -- [--target H:P] [--label NAME]
 //!  [--concurrency 1,8,32] [--seconds 5] [--recipients 4] [--users 10000]
 //!  [--synchronous full|normal] [--store sqlite|redis] [--redis-url URL]
-//!  [--no-rate-limits] [--null]`
+//!  [--no-rate-limits] [--null] [--client-threads 2] [--server-threads 2]`
 
 use std::net::SocketAddr;
 use std::path::Path;
