@@ -35,7 +35,9 @@ pub struct RawAuth {
     #[serde(default = "default_failure_delay")]
     pub failure_delay: String,
     /// The self-service page named in the reply to an expired password
-    /// (`{url}` in `texts.expired`); unset, the reply omits it.
+    /// (`{url}` in `texts.expired`); defaults to mailwarrant's own page,
+    /// `{http.public_base_url}/password`. Unset either way, the reply
+    /// omits it.
     pub self_service_url: Option<String>,
     #[serde(default)]
     pub texts: RawTexts,

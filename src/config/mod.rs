@@ -163,6 +163,7 @@ impl Config {
         };
         let raw =
             RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password, audit, milter };
+        let raw = with_own_self_service_page(raw);
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
         let store = raw.store.validate(&mut p, base_dir);
@@ -209,6 +210,25 @@ impl Config {
     }
 }
 
+/// Links to the self-service page default to the page mailwarrant serves
+/// itself when `[http] public_base_url` says where users reach it, so one
+/// setting names it everywhere; an explicit URL (another tool's page)
+/// wins.
+fn with_own_self_service_page(mut raw: RawConfig) -> RawConfig {
+    let own = raw
+        .http
+        .as_ref()
+        .and_then(|h| h.public_base_url.as_deref())
+        .map(|base| format!("{}/password", base.trim_end_matches('/')));
+    if let Some(page) = own {
+        raw.auth.self_service_url.get_or_insert_with(|| page.clone());
+        if let Some(reminders) = raw.reminders.as_mut() {
+            reminders.self_service_url.get_or_insert(page);
+        }
+    }
+    raw
+}
+
 /// Deserializes one top-level table, recording its error under its name.
 /// A missing optional section takes its defaults.
 fn section<T: DeserializeOwned>(p: &mut Problems, table: &toml::Table, name: &str, default: Option<T>) -> Option<T> {
@@ -232,4 +252,45 @@ fn section<T: DeserializeOwned>(p: &mut Problems, table: &toml::Table, name: &st
 pub fn json_schema() -> String {
     let schema = schemars::schema_for!(RawConfig);
     serde_json::to_string_pretty(&schema).expect("a schema always serializes") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{Config, ConfigError};
+
+    fn load(extra: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "[directory]\nkind = \"ldif\"\n[directory.ldif]\npath = \"demo-directory.ldif\"\n\
+             [mailer]\nhost = \"127.0.0.1\"\nfrom = \"it@example.com\"\n{extra}"
+        );
+        Config::from_toml(&text, &Path::new(env!("CARGO_MANIFEST_DIR")).join("config"), Path::new("t.toml"))
+    }
+
+    #[test]
+    fn links_to_the_self_service_page_default_to_the_own_page() {
+        let c = load("[http]\npublic_base_url = \"https://mail.example.com/account/\"\n[reminders]\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let own = "https://mail.example.com/account/password";
+        assert_eq!(c.reminders.unwrap().self_service_url, own);
+        assert_eq!(c.auth.texts.expired, format!("Password expired: change it at {own}"));
+
+        // Another tool's page, named explicitly, wins.
+        let other = "https://sso.example.com/pw";
+        let c = load(&format!(
+            "[auth]\nself_service_url = \"{other}\"\n[http]\npublic_base_url = \"https://mail.example.com\"\n\
+             [reminders]\nself_service_url = \"{other}\"\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.reminders.unwrap().self_service_url, other);
+        assert!(c.auth.texts.expired.ends_with(other));
+
+        // No page anywhere: the AUTH reply leaves the link out, reminders
+        // cannot do without one.
+        let c = load("").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.auth.texts.expired, "Password expired: change it");
+        let e = load("[reminders]\n").unwrap_err().to_string();
+        assert!(e.contains("reminders.self_service_url") && e.contains("public_base_url"), "{e}");
+    }
 }

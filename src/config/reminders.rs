@@ -31,8 +31,9 @@ pub struct RawReminders {
     /// company's own outbound limits.
     #[serde(default = "default_per_second")]
     pub max_per_second: u32,
-    /// The self-service page linked from every reminder.
-    pub self_service_url: String,
+    /// The self-service page linked from every reminder; defaults to
+    /// mailwarrant's own page, `{http.public_base_url}/password`.
+    pub self_service_url: Option<String>,
     /// Where the summary of each run goes; leave out for none.
     pub admin_summary_to: Option<String>,
 }
@@ -86,10 +87,12 @@ impl Validate for RawReminders {
         if self.max_per_second == 0 {
             p.error("reminders.max_per_second", "must be at least 1");
         }
-        if !(self.self_service_url.starts_with("https://") || self.self_service_url.starts_with("http://")) {
+        let url = self.self_service_url.clone().unwrap_or_default();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
             p.error(
                 "reminders.self_service_url",
-                "write the full URL of the self-service page, e.g. https://mail.example.com/password",
+                "write the full URL of the self-service page, e.g. https://mail.example.com/password \
+                 (or set [http] public_base_url to link to mailwarrant's own page)",
             );
         }
         let admin = self
@@ -104,7 +107,7 @@ impl Validate for RawReminders {
             time_zone_name: self.time_zone.clone(),
             daily_at: daily_at?,
             max_per_second: self.max_per_second,
-            self_service_url: self.self_service_url.clone(),
+            self_service_url: url,
             admin_summary_to: admin.map(|a| a.ok_or(())).transpose().ok()?,
         })
     }
