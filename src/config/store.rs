@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemars::JsonSchema;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::problems::Problems;
+use super::secret::{self, Redacted};
 use super::{duration, Validate};
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -47,6 +49,20 @@ pub struct RawStore {
     /// Redis only: the name the Sentinels monitor the primary under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sentinel_master: Option<String>,
+    /// Redis with `sentinels` only: the password of the primary the
+    /// Sentinels name (its `requirepass`), inline or from
+    /// `primary_password_file` / `primary_password_env`. A Sentinel's
+    /// own password goes in its URL; without Sentinel, in `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_password: Option<Redacted>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_password_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_password_env: Option<String>,
+    /// Redis with `sentinels` only: the ACL user of `primary_password`
+    /// (Redis 6 and later); leave out for `requirepass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_username: Option<String>,
     /// Redis only: prefix of every key, so several applications (or
     /// several mailwarrant sites) can share one Redis.
     #[serde(default = "default_prefix")]
@@ -91,6 +107,10 @@ impl Default for RawStore {
             url: None,
             sentinels: Vec::new(),
             sentinel_master: None,
+            primary_password: None,
+            primary_password_file: None,
+            primary_password_env: None,
+            primary_username: None,
             prefix: default_prefix(),
             pool_size: default_pool_size(),
             connect_timeout: default_connect_timeout(),
@@ -156,11 +176,14 @@ pub struct RedisSettings {
     pub operation_timeout: Duration,
 }
 
-/// Redis Sentinel: where to ask, and for which primary.
+/// Redis Sentinel: where to ask, for which primary, and how to log in
+/// to it.
 #[derive(Debug, Clone)]
 pub struct SentinelSettings {
     pub sentinels: Vec<String>,
     pub master: String,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
 }
 
 /// A Redis URL; may carry a password, so `Debug` and `Display` show it
@@ -217,16 +240,27 @@ impl Validate for RawStore {
                 }
                 Some(StoreSettings::Sqlite { path, synchronous: self.synchronous })
             }
-            StoreKind::Redis => self.validate_redis(p).map(StoreSettings::Redis),
+            StoreKind::Redis => self.validate_redis(p, base_dir).map(StoreSettings::Redis),
         }
     }
 }
 
 impl RawStore {
+    fn has_primary_password(&self) -> bool {
+        self.primary_password.is_some() || self.primary_password_file.is_some() || self.primary_password_env.is_some()
+    }
+
     /// `Some(None)`: no Sentinel configured; `None`: a problem was recorded.
-    fn sentinel_settings(&self, p: &mut Problems) -> Option<Option<SentinelSettings>> {
+    fn sentinel_settings(&self, p: &mut Problems, base_dir: &Path) -> Option<Option<SentinelSettings>> {
+        let primary_login = self.has_primary_password() || self.primary_username.is_some();
         match (&self.sentinel_master, self.sentinels.is_empty()) {
-            (None, true) => Some(None),
+            (None, true) => {
+                if primary_login {
+                    p.error("store.primary_password", "only with sentinels; otherwise put the password in url");
+                    return None;
+                }
+                Some(None)
+            }
             (Some(_), true) => {
                 p.error(
                     "store.sentinels",
@@ -246,12 +280,37 @@ impl RawStore {
                         ok = false;
                     }
                 }
-                ok.then(|| Some(SentinelSettings { sentinels: self.sentinels.clone(), master: master.clone() }))
+                let password = if self.has_primary_password() {
+                    let password = secret::resolve(
+                        p,
+                        "store.primary_password",
+                        self.primary_password.as_ref(),
+                        self.primary_password_file.as_deref(),
+                        self.primary_password_env.as_deref(),
+                        base_dir,
+                    );
+                    ok &= password.is_some();
+                    password
+                } else {
+                    if self.primary_username.is_some() {
+                        p.error("store.primary_username", "goes with primary_password");
+                        ok = false;
+                    }
+                    None
+                };
+                ok.then(|| {
+                    Some(SentinelSettings {
+                        sentinels: self.sentinels.clone(),
+                        master: master.clone(),
+                        username: self.primary_username.clone(),
+                        password,
+                    })
+                })
             }
         }
     }
 
-    fn validate_redis(&self, p: &mut Problems) -> Option<RedisSettings> {
+    fn validate_redis(&self, p: &mut Problems, base_dir: &Path) -> Option<RedisSettings> {
         let connect_timeout = duration::parse(p, "store.connect_timeout", &self.connect_timeout);
         let operation_timeout = duration::parse(p, "store.operation_timeout", &self.operation_timeout);
         for (key, d) in [("store.connect_timeout", connect_timeout), ("store.operation_timeout", operation_timeout)] {
@@ -265,7 +324,7 @@ impl RawStore {
         if self.prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             p.error("store.prefix", "must not contain spaces or control characters");
         }
-        let sentinel = self.sentinel_settings(p)?;
+        let sentinel = self.sentinel_settings(p, base_dir)?;
         if let Some(s) = &sentinel {
             if self.url.is_some() {
                 p.error("store.url", "leave url out with sentinels: the Sentinels name the primary");

@@ -32,8 +32,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{RedisError, Script, Value};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{RedisConnectionInfo, RedisError, Script, Value};
+use secrecy::ExposeSecret;
 
 use super::{ChargeOutcome, Increment, LogEvery, Result, Store, StoreError};
 use crate::config::store::RedisSettings;
@@ -136,10 +137,22 @@ impl RedisStore {
         let unusable = |e: RedisError| StoreError::Unavailable(format!("{}: {e}", settings.url));
         let target = match &settings.sentinel {
             None => Target::Server(redis::Client::open(settings.url.expose()).map_err(unusable)?),
-            Some(s) => Target::Sentinel(tokio::sync::Mutex::new(
-                SentinelClient::build(s.sentinels.clone(), s.master.clone(), None, SentinelServerType::Master)
-                    .map_err(unusable)?,
-            )),
+            Some(s) => {
+                // The primary's login; without one the library connects
+                // anonymously, which a `requirepass` primary refuses.
+                let login = s.password.as_ref().map(|password| SentinelNodeConnectionInfo {
+                    tls_mode: None,
+                    redis_connection_info: Some(RedisConnectionInfo {
+                        username: s.username.clone(),
+                        password: Some(password.expose_secret().to_owned()),
+                        ..RedisConnectionInfo::default()
+                    }),
+                });
+                Target::Sentinel(tokio::sync::Mutex::new(
+                    SentinelClient::build(s.sentinels.clone(), s.master.clone(), login, SentinelServerType::Master)
+                        .map_err(unusable)?,
+                ))
+            }
         };
         Ok(Self {
             target,

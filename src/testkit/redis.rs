@@ -27,6 +27,16 @@ impl RedisServer {
         Ok(redis)
     }
 
+    /// A server that refuses clients without `password` (`requirepass`).
+    pub fn start_with_password(password: &str) -> Result<RedisServer, String> {
+        require_program(REDIS_SERVER, "redis-server")?;
+        let dir = tempfile::Builder::new().prefix("mailwarrant-redis").tempdir().map_err(|e| e.to_string())?;
+        let extra = vec!["--requirepass".into(), password.into()];
+        let mut redis = RedisServer { dir, port: free_port(), server: None, extra };
+        redis.restart()?;
+        Ok(redis)
+    }
+
     /// A replica of the server on `primary_port`, for Sentinel failovers.
     pub fn start_replica_of(primary_port: u16) -> Result<RedisServer, String> {
         require_program(REDIS_SERVER, "redis-server")?;
@@ -84,6 +94,15 @@ pub struct RedisSentinel {
 
 impl RedisSentinel {
     pub fn start(primary_port: u16, name: &str) -> Result<RedisSentinel, String> {
+        Self::start_with_auth(primary_port, name, None)
+    }
+
+    /// The same for a primary that needs `primary_password`.
+    pub fn start_with_auth(
+        primary_port: u16,
+        name: &str,
+        primary_password: Option<&str>,
+    ) -> Result<RedisSentinel, String> {
         require_program(REDIS_SERVER, "redis-server")?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-sentinel").tempdir().map_err(|e| e.to_string())?;
         let port = free_port();
@@ -96,8 +115,9 @@ impl RedisSentinel {
                  sentinel monitor {name} 127.0.0.1 {primary_port} 1\n\
                  sentinel down-after-milliseconds {name} 1000\n\
                  sentinel failover-timeout {name} 5000\n\
-                 sentinel parallel-syncs {name} 1\n",
-                dir = dir.path().display()
+                 sentinel parallel-syncs {name} 1\n{auth}",
+                dir = dir.path().display(),
+                auth = primary_password.map(|p| format!("sentinel auth-pass {name} {p}\n")).unwrap_or_default()
             ),
         )
         .map_err(|e| e.to_string())?;

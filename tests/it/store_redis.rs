@@ -16,7 +16,7 @@ use mailwarrant::config::Config;
 use mailwarrant::serve::{self, App, ShutdownTrigger};
 use mailwarrant::store::conformance;
 use mailwarrant::store::redis::RedisStore;
-use mailwarrant::store::Store;
+use mailwarrant::store::{Store, StoreError};
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
 use mailwarrant::testkit::redis::{RedisSentinel, RedisServer};
 use mailwarrant::testkit::slapd::Slapd;
@@ -510,6 +510,52 @@ fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
     assert_eq!(count("Redis store unavailable"), 1, "one line for 40 failed requests:\n{log}");
     assert_eq!(count("counter store unavailable for policy requests"), 1, "{log}");
     assert_eq!(count("Redis store reachable again"), 1, "{log}");
+}
+
+/// A primary behind Sentinel that needs a password (`requirepass`): the
+/// store logs in with `primary_password`; without it every request fails
+/// with the server's NOAUTH (callers apply their store outage action).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sentinel_primary_with_a_password() {
+    let primary = RedisServer::start_with_password("s3cret-primary").unwrap();
+    let sentinel = RedisSentinel::start_with_auth(primary.port, "authmaster", Some("s3cret-primary")).unwrap();
+    let store_with = |login: &str| {
+        let text = format!(
+            "{}[store]\nkind = \"redis\"\nsentinels = [\"{}\"]\nsentinel_master = \"authmaster\"\nprefix = \"pw:\"\n\
+             operation_timeout = \"1s\"\nconnect_timeout = \"500ms\"\n{login}",
+            demo_ldif_directory(),
+            sentinel.url()
+        );
+        let config =
+            Config::from_toml(&text, Path::new("/tmp"), Path::new("sentinel.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!config.redacted_toml().contains("s3cret"), "the password is never printed");
+        serve::open_store(&config.store).unwrap()
+    };
+    let store = store_with("primary_password = \"s3cret-primary\"\n");
+    assert_eq!(store.incr("logged-in", 1, Duration::from_secs(60)).await.unwrap(), 1);
+    assert_eq!(store.counter("logged-in").await.unwrap(), 1);
+
+    let anonymous = store_with("");
+    let refused = anonymous.incr("logged-in", 1, Duration::from_secs(60)).await;
+    match refused {
+        Err(e @ (StoreError::Unavailable(_) | StoreError::Backend(_))) => {
+            assert!(e.to_string().contains("NOAUTH"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let wrong = Config::from_toml(
+        &format!(
+            "{}[store]\nkind = \"redis\"\nurl = \"{}\"\nprimary_password = \"x\"\n",
+            demo_ldif_directory(),
+            primary.url()
+        ),
+        Path::new("/tmp"),
+        Path::new("t.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(wrong.contains("store.primary_password"), "{wrong}");
 }
 
 /// Redis Sentinel: the store connects to the primary the Sentinel names,
