@@ -56,9 +56,7 @@ fn failure_delay_setting() -> String {
 }
 
 fn failure_delay() -> Duration {
-    let text = failure_delay_setting();
-    let secs: f64 = text.trim_end_matches('s').parse().expect("AUTH_BENCH_FAILURE_DELAY in seconds, e.g. 2s");
-    Duration::from_secs_f64(secs)
+    humantime::parse_duration(&failure_delay_setting()).expect("AUTH_BENCH_FAILURE_DELAY as a duration, e.g. 2s")
 }
 
 fn user(i: usize) -> String {

@@ -144,7 +144,8 @@ impl CredentialCache {
 
     pub fn recall(&self, login: &Login, verifier: &Verifier, now: Instant) -> Recall {
         let shard = lock(&self.shards[shard_of(login)]);
-        if let Some(ok) = shard.ok.get(login) {
+        let ok = shard.ok.get(login);
+        if let Some(ok) = ok {
             if ok.verifier.matches(verifier) {
                 let age = now.saturating_duration_since(ok.verified_at);
                 if age < self.ttl {
@@ -161,7 +162,7 @@ impl CredentialCache {
                 return Recall::KnownBad;
             }
         }
-        if let (Some(ok), Some(refused)) = (shard.ok.get(login), shard.refused.get(login)) {
+        if let (Some(ok), Some(refused)) = (ok, shard.refused.get(login)) {
             if now.saturating_duration_since(ok.verified_at) < self.ttl
                 && now.saturating_duration_since(*refused) < self.mismatch_ttl
             {
@@ -185,16 +186,14 @@ impl CredentialCache {
             spelling.insert(typed.clone(), login.clone());
         }
         let mut shard = lock(&self.shards[shard_of(login)]);
-        if shard.ok.len() >= self.capacity_per_shard && !shard.ok.contains_key(login) {
-            let horizon = self.ttl.max(self.grace);
-            shard.ok.retain(|_, s| now.saturating_duration_since(s.verified_at) < horizon);
-            if shard.ok.len() >= self.capacity_per_shard {
-                // Still full of live entries: drop the oldest eighth.
-                let mut ages: Vec<Instant> = shard.ok.values().map(|s| s.verified_at).collect();
-                ages.sort_unstable();
-                let cut = ages[ages.len() / 8];
-                shard.ok.retain(|_, s| s.verified_at > cut);
-            }
+        let horizon = self.ttl.max(self.grace);
+        let live = |s: &Success| now.saturating_duration_since(s.verified_at) < horizon;
+        if still_full(&mut shard.ok, login, self.capacity_per_shard, live) {
+            // Still full of live entries: drop the oldest eighth.
+            let mut ages: Vec<Instant> = shard.ok.values().map(|s| s.verified_at).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 8];
+            shard.ok.retain(|_, s| s.verified_at > cut);
         }
         shard.failed.remove(login);
         shard.refused.remove(login);
@@ -209,12 +208,10 @@ impl CredentialCache {
             return;
         }
         let mut shard = lock(&self.shards[shard_of(login)]);
-        if shard.refused.len() >= self.capacity_per_shard && !shard.refused.contains_key(login) {
-            let cut = self.mismatch_ttl;
-            shard.refused.retain(|_, at| now.saturating_duration_since(*at) < cut);
-            if shard.refused.len() >= self.capacity_per_shard {
-                shard.refused.clear();
-            }
+        let cut = self.mismatch_ttl;
+        if still_full(&mut shard.refused, login, self.capacity_per_shard, |at| now.saturating_duration_since(*at) < cut)
+        {
+            shard.refused.clear();
         }
         shard.refused.insert(login.clone(), now);
     }
@@ -223,15 +220,12 @@ impl CredentialCache {
     /// the caller counts it only once).
     pub fn remember_failure(&self, login: &Login, verifier: Verifier, now: Instant) -> bool {
         let mut shard = lock(&self.shards[shard_of(login)]);
-        if shard.failed.len() >= self.capacity_per_shard && !shard.failed.contains_key(login) {
-            let cut = self.negative_ttl;
-            shard.failed.retain(|_, v| v.iter().any(|(_, at)| now.saturating_duration_since(*at) < cut));
-            if shard.failed.len() >= self.capacity_per_shard {
-                shard.failed.clear();
-            }
+        let cut = self.negative_ttl;
+        let live = |v: &Vec<(Verifier, Instant)>| v.iter().any(|(_, at)| now.saturating_duration_since(*at) < cut);
+        if still_full(&mut shard.failed, login, self.capacity_per_shard, live) {
+            shard.failed.clear();
         }
         let list = shard.failed.entry(login.clone()).or_default();
-        let cut = self.negative_ttl;
         list.retain(|(_, at)| now.saturating_duration_since(*at) < cut);
         if list.iter().any(|(v, _)| v.matches(&verifier)) {
             return false;
@@ -270,6 +264,22 @@ impl CredentialCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Before `login` is added to a map bounded at `capacity`: when the map
+/// is full, drops the entries that are no longer `live`; true when it is
+/// still full (the caller decides what else goes).
+fn still_full<V>(
+    map: &mut HashMap<Login, V>,
+    login: &Login,
+    capacity: usize,
+    mut live: impl FnMut(&V) -> bool,
+) -> bool {
+    if map.len() < capacity || map.contains_key(login) {
+        return false;
+    }
+    map.retain(|_, v| live(v));
+    map.len() >= capacity
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -321,6 +331,19 @@ mod tests {
         off.remember_success(&LookupKey::new("alice"), &alice, right, t0);
         off.directory_refused(&alice, t0);
         assert_eq!(off.recall(&alice, &off.verifier(&alice, b"guess"), t0), Recall::Unknown, "0s turns it off");
+    }
+
+    #[test]
+    fn a_full_map_drops_stale_entries_before_anything_else() {
+        let mut m: HashMap<Login, u32> = (0..4).map(|i| (Login::new(format!("u{i}")), i)).collect();
+        let new = Login::new("new");
+        assert!(!still_full(&mut m, &Login::new("u1"), 4, |_| false), "a login already there needs no room");
+        assert!(!still_full(&mut m, &new, 5, |_| false), "room left");
+        assert_eq!(m.len(), 4, "nothing dropped while there is room");
+        assert!(!still_full(&mut m, &new, 4, |&v| v >= 2), "two stale entries went");
+        assert_eq!(m.len(), 2);
+        assert!(still_full(&mut m, &new, 2, |_| true), "all live: the caller decides");
+        assert_eq!(m.len(), 2);
     }
 
     #[test]

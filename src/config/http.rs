@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::problems::Problems;
 use super::Validate;
 
+/// Where the self-service password page lives under `public_base_url`;
+/// also the default of every link to it (`[auth]`, `[reminders]`).
+pub const PASSWORD_PAGE_PATH: &str = "/password";
+
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {

@@ -219,7 +219,7 @@ fn with_own_self_service_page(mut raw: RawConfig) -> RawConfig {
         .http
         .as_ref()
         .and_then(|h| h.public_base_url.as_deref())
-        .map(|base| format!("{}/password", base.trim_end_matches('/')));
+        .map(|base| format!("{}{}", base.trim_end_matches('/'), http::PASSWORD_PAGE_PATH));
     if let Some(page) = own {
         raw.auth.self_service_url.get_or_insert_with(|| page.clone());
         if let Some(reminders) = raw.reminders.as_mut() {

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 
 use super::password_view::{self as view, FormView, Notice};
 use super::{csrf, HttpState};
+use crate::config::http::PASSWORD_PAGE_PATH;
 use crate::http::layout::respond as html;
 use crate::password::{ChangeRequest, ChangeResult, Refusal, Verdict};
 
@@ -37,7 +38,7 @@ const CSS: &str = include_str!("assets/password.css");
 
 pub fn routes() -> Router<HttpState> {
     Router::new()
-        .route("/password", get(show).post(submit))
+        .route(PASSWORD_PAGE_PATH, get(show).post(submit))
         .route("/password/check", post(live_check))
         .route(
             "/password/static/password.js",

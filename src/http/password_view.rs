@@ -8,6 +8,7 @@
 
 use maud::{html, Markup};
 
+use crate::config::http::PASSWORD_PAGE_PATH;
 use crate::password::{Outcome, Verdict};
 
 /// A notice above the form.
@@ -48,7 +49,7 @@ pub fn login_step(base: &str, n: Option<Notice<'_>>) -> Markup {
         html! {
             h1 { "Change your mail password" }
             (notice(&n))
-            form method="get" action={ (base) "/password" } {
+            form method="get" action={ (base) (PASSWORD_PAGE_PATH) } {
                 label for="login" { "Login or mail address" }
                 input id="login" name="login" type="text" autocomplete="username" autocapitalize="none"
                     spellcheck="false" required autofocus;
@@ -66,7 +67,7 @@ pub fn change_form(v: &FormView<'_>) -> Markup {
         html! {
             h1 { "Change your mail password" }
             (notice(&v.notice))
-            form id="change" method="post" action={ (v.base) "/password" }
+            form id="change" method="post" action={ (v.base) (PASSWORD_PAGE_PATH) }
                 data-check-url={ (v.base) "/password/check" } {
                 input type="hidden" name="csrf" value=(v.token);
                 label for="login" { "Login or mail address" }
@@ -91,7 +92,7 @@ pub fn change_form(v: &FormView<'_>) -> Markup {
                 p id="confirm-text" aria-live="polite" {}
                 button type="submit" { "Change password" }
             }
-            p { a href={ (v.base) "/password" } { "Another login" } }
+            p { a href={ (v.base) (PASSWORD_PAGE_PATH) } { "Another login" } }
             script src={ (v.base) "/password/static/password.js" } {}
         },
     )
@@ -127,7 +128,7 @@ pub fn changed(base: &str, login: &str, confirms: bool) -> Markup {
                 "Use the new password in your mail program now."
                 @if confirms { " A confirmation mail is on its way." }
             }
-            p { a href={ (base) "/password" } { "Change another password" } }
+            p { a href={ (base) (PASSWORD_PAGE_PATH) } { "Change another password" } }
         },
     )
 }
@@ -140,7 +141,7 @@ pub fn plain(base: &str, title: &str, text: &str) -> Markup {
         html! {
             h1 { (title) }
             div id="notice" class="notice error" role="alert" { (text) }
-            p { a href={ (base) "/password" } { "Open the page again" } }
+            p { a href={ (base) (PASSWORD_PAGE_PATH) } { "Open the page again" } }
         },
     )
 }
