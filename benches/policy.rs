@@ -9,25 +9,88 @@
 //! Without `--target` it starts mailwarrant in-process against a test
 //! slapd seeded with the users, with SQLite counters, or with `--store
 //! redis` Redis counters (a redis-server it starts, or `--redis-url`). With `--target
-//! HOST:PORT` it drives another policy server (postfwd2,
-//! policyd-rate-limit) the same way: `scripts/bench/compare-policy.sh`.
+//! HOST:PORT` or `--target unix:PATH` it drives another policy server
+//! (postfwd2, policyd-rate-limit) the same way:
+//! `scripts/bench/compare-policy.sh`. `--unix` puts the in-process server
+//! (or the null server) on a UNIX socket, as Postfix reaches a policy
+//! service with `check_policy_service unix:…`.
 //!
-//! `cargo bench --bench policy -- [--target H:P] [--label NAME]
+//! `cargo bench --bench policy -- [--target H:P|unix:PATH] [--unix] [--label NAME]
 //!  [--concurrency 1,8,32] [--seconds 5] [--recipients 4] [--users 10000]
 //!  [--synchronous full|normal] [--store sqlite|redis] [--redis-url URL]
 //!  [--no-rate-limits] [--null] [--client-threads 2] [--server-threads 2]`
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
+
+/// Where a policy server listens.
+#[derive(Clone, Debug)]
+enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for Target {
+    type Err = std::net::AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("unix:") {
+            Some(path) => Ok(Target::Unix(path.into())),
+            None => s.parse().map(Target::Tcp),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(addr) => write!(f, "{addr}"),
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A connected policy client over either transport.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+async fn connect(target: &Target) -> std::io::Result<BufReader<Box<dyn Stream>>> {
+    let stream: Box<dyn Stream> = match target {
+        Target::Tcp(addr) => {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Box::new(stream)
+        }
+        Target::Unix(path) => Box::new(unix_connect(path).await?),
+    };
+    Ok(BufReader::new(stream))
+}
+
+/// A UNIX socket refuses a connection with `EAGAIN` while its listen
+/// backlog is full (policyd-rate-limit listens with a backlog of 5), where
+/// TCP would retransmit the SYN; so, like Postfix, try again a moment later.
+async fn unix_connect(path: &Path) -> std::io::Result<UnixStream> {
+    let mut tries = 0;
+    loop {
+        match UnixStream::connect(path).await {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && tries < 500 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+}
 
 struct Args {
-    target: Option<SocketAddr>,
+    target: Option<Target>,
+    /// The in-process or null server on a UNIX socket instead of TCP.
+    unix: bool,
     label: String,
     concurrency: Vec<usize>,
     seconds: f64,
@@ -54,6 +117,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         target: None,
+        unix: false,
         label: "mailwarrant".into(),
         concurrency: vec![1, 8, 32],
         seconds: 5.0,
@@ -71,7 +135,8 @@ fn args() -> Args {
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
-            "--target" => a.target = Some(value().parse().expect("--target HOST:PORT")),
+            "--target" => a.target = Some(value().parse().expect("--target HOST:PORT or unix:PATH")),
+            "--unix" => a.unix = true,
             "--label" => a.label = value(),
             "--concurrency" => {
                 a.concurrency = value().split(',').map(|c| c.parse().expect("--concurrency 1,8,32")).collect()
@@ -112,7 +177,7 @@ fn request(state: &str, user: usize, recipient: &str, count: usize, instance: &s
 /// Sends one request and waits for its reply; `action` gets the verb
 /// (`DUNNO`, `REJECT`, `450`, …).
 async fn ask(
-    conn: &mut BufReader<TcpStream>,
+    conn: &mut BufReader<Box<dyn Stream>>,
     req: &[u8],
     line: &mut String,
     action: &mut String,
@@ -147,10 +212,8 @@ struct WorkerResult {
     actions: std::collections::BTreeMap<String, u64>,
 }
 
-async fn worker(target: SocketAddr, id: usize, a: Arc<Args>, deadline: Instant, seq: Arc<AtomicU64>) -> WorkerResult {
-    let stream = TcpStream::connect(target).await.expect("connect to the policy server");
-    stream.set_nodelay(true).ok();
-    let mut conn = BufReader::new(stream);
+async fn worker(target: Target, id: usize, a: Arc<Args>, deadline: Instant, seq: Arc<AtomicU64>) -> WorkerResult {
+    let mut conn = connect(&target).await.expect("connect to the policy server");
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((id as u64 + 1) * 0x2545_F491_4F6C_DD1D);
     let mut out = WorkerResult { latencies_us: Vec::with_capacity(1 << 16), messages: 0, actions: Default::default() };
     let mut line = String::new();
@@ -186,12 +249,12 @@ struct Row {
     actions: String,
 }
 
-async fn run(target: SocketAddr, a: Arc<Args>, concurrency: usize, seconds: f64) -> Row {
+async fn run(target: &Target, a: Arc<Args>, concurrency: usize, seconds: f64) -> Row {
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let seq = Arc::new(AtomicU64::new(rand_seed()));
     let tasks: Vec<_> =
-        (0..concurrency).map(|id| tokio::spawn(worker(target, id, a.clone(), deadline, seq.clone()))).collect();
+        (0..concurrency).map(|id| tokio::spawn(worker(target.clone(), id, a.clone(), deadline, seq.clone()))).collect();
     let mut latencies = Vec::new();
     let mut messages = 0;
     let mut actions = std::collections::BTreeMap::new();
@@ -230,7 +293,7 @@ fn rand_seed() -> u64 {
 /// mailwarrant in-process: test slapd with the users, SQLite or Redis
 /// counters.
 struct InProcess {
-    addr: SocketAddr,
+    target: Target,
     _slapd: mailwarrant::testkit::slapd::Slapd,
     _redis: Option<mailwarrant::testkit::redis::RedisServer>,
     _dir: tempfile::TempDir,
@@ -256,9 +319,10 @@ fn start_mailwarrant(a: &Args) -> InProcess {
         }
         (other, _) => panic!("--store sqlite|redis, not {other}"),
     };
+    let listen = if a.unix { "listen = \"\"\nunix_socket = \"policy.sock\"" } else { "listen = \"127.0.0.1:0\"" };
     let text = format!(
         "{}\n[auth.dovecot]\nlisten = []\n[identity]\ncache_ttl = \"30m\"\nrefresh_after = \"25m\"\n{store}\
-         [policy]\nlisten = \"127.0.0.1:0\"\norganisation_domains = [\"example.com\"]\n\
+         [policy]\n{listen}\norganisation_domains = [\"example.com\"]\n\
          [policy.profiles.default]\nallowed_sender_domains = [\"example.com\"]\nrequire_sender_match = true\n\
          max_recipients = 100\nmay_send_to_lists = false\n{}",
         slapd.config_toml(),
@@ -266,74 +330,114 @@ fn start_mailwarrant(a: &Args) -> InProcess {
     );
     let config =
         mailwarrant::config::Config::from_toml(&text, dir.path(), Path::new("bench.toml")).expect("bench config");
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(a.server_threads).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.server_threads)
+        .thread_name("policy-server")
+        .enable_all()
+        .build()
+        .unwrap();
     let (stop, shutdown) = mailwarrant::serve::shutdown::channel();
-    let addr = runtime.block_on(async {
+    let target = runtime.block_on(async {
         let app = mailwarrant::serve::App::build(config).await.expect("app");
         let settings = app.config.policy.clone().unwrap();
         let listeners =
             mailwarrant::protocols::policy_delegation::listener::PolicyListeners::bind(&settings).await.unwrap();
-        let addr = listeners.local_addr().unwrap();
+        let target = match &settings.unix_socket {
+            Some(path) => Target::Unix(path.clone()),
+            None => Target::Tcp(listeners.local_addr().unwrap()),
+        };
         tokio::spawn(listeners.serve(app.policy.clone().unwrap(), shutdown));
-        addr
+        target
     });
-    InProcess { addr, _slapd: slapd, _redis: redis, _dir: dir, _stop: stop, _runtime: runtime }
+    InProcess { target, _slapd: slapd, _redis: redis, _dir: dir, _stop: stop, _runtime: runtime }
 }
 
 /// A server that answers `DUNNO` to every request without reading it:
-/// what the client, loopback TCP and the scheduler cost on their own, so
-/// no policy server can do better on this machine with this client.
-fn start_null_server(threads: usize) -> (SocketAddr, tokio::runtime::Runtime) {
-    use tokio::io::AsyncReadExt;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap();
-    let addr = runtime.block_on(async {
+/// what the client, the kernel's sockets and the scheduler cost on their
+/// own, so no policy server can do better on this machine with this client.
+struct NullServer {
+    target: Target,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn start_null_server(threads: usize, unix: bool) -> NullServer {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("null-server")
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = runtime.block_on(async {
+        if unix {
+            let path = dir.path().join("null.sock");
+            let listener = tokio::net::UnixListener::bind(&path).unwrap();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(answer_dunno(stream));
+                }
+            });
+            return Target::Unix(path);
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
+            while let Ok((stream, _)) = listener.accept().await {
                 stream.set_nodelay(true).ok();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 8192];
-                    let mut tail = [0u8; 2];
-                    loop {
-                        let n = match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        // A request ends with an empty line; the client
-                        // waits for each answer, so at most one ends here.
-                        let mut ends = 0;
-                        for &b in &buf[..n] {
-                            if tail == [b'\n', b'\n'] {
-                                tail = [0, 0];
-                            }
-                            tail = [tail[1], b];
-                            if tail == [b'\n', b'\n'] {
-                                ends += 1;
-                            }
-                        }
-                        for _ in 0..ends {
-                            if stream.write_all(b"action=DUNNO\n\n").await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
+                tokio::spawn(answer_dunno(stream));
             }
         });
-        addr
+        Target::Tcp(addr)
     });
-    (addr, runtime)
+    NullServer { target, _dir: dir, _runtime: runtime }
+}
+
+async fn answer_dunno<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 8192];
+    let mut tail = [0u8; 2];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // A request ends with an empty line; the client waits for each
+        // answer, so at most one ends here.
+        let mut ends = 0;
+        for &b in &buf[..n] {
+            if tail == [b'\n', b'\n'] {
+                tail = [0, 0];
+            }
+            tail = [tail[1], b];
+            if tail == [b'\n', b'\n'] {
+                ends += 1;
+            }
+        }
+        for _ in 0..ends {
+            if stream.write_all(b"action=DUNNO\n\n").await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 fn main() {
     let a = Arc::new(args());
-    let client =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(a.client_threads).enable_all().build().unwrap();
-    let null = a.null.then(|| start_null_server(a.server_threads));
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.client_threads)
+        .thread_name("load-client")
+        .enable_all()
+        .build()
+        .unwrap();
+    let null = a.null.then(|| start_null_server(a.server_threads, a.unix));
     let server = if a.target.is_none() && null.is_none() { Some(start_mailwarrant(&a)) } else { None };
-    let target = a.target.or(null.as_ref().map(|n| n.0)).or(server.as_ref().map(|s| s.addr)).unwrap();
+    let target = a
+        .target
+        .clone()
+        .or(null.as_ref().map(|n| n.target.clone()))
+        .or(server.as_ref().map(|s| s.target.clone()))
+        .unwrap();
     // Warm-up: every user once (fills mailwarrant's identity cache from
     // the directory, as a running service has), not measured. Other
     // servers keep no per-user cache to warm.
@@ -345,9 +449,9 @@ fn main() {
         let per = a.users.div_ceil(32);
         let tasks: Vec<_> = (0..32)
             .map(|w| {
+                let target = target.clone();
                 tokio::spawn(async move {
-                    let stream = TcpStream::connect(target).await.expect("connect");
-                    let mut conn = BufReader::new(stream);
+                    let mut conn = connect(&target).await.expect("connect");
                     let (mut line, mut action) = (String::new(), String::new());
                     for user in (w * per + 1)..=((w + 1) * per) {
                         let req =
@@ -364,7 +468,7 @@ fn main() {
     println!("| server | concurrency | requests/s | p50 ms | p99 ms | messages/s | END-OF-MESSAGE actions |");
     println!("|---|---:|---:|---:|---:|---:|---|");
     for &c in &a.concurrency {
-        let row = client.block_on(run(target, a.clone(), c, a.seconds));
+        let row = client.block_on(run(&target, a.clone(), c, a.seconds));
         println!(
             "| {} | {} | {:.0} | {:.3} | {:.3} | {:.0} | {} |",
             a.label, row.concurrency, row.rps, row.p50_ms, row.p99_ms, row.messages_per_s, row.actions
