@@ -20,7 +20,7 @@
 //! Expiry uses the same millisecond clock as the rows in the file.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use super::super::{ChargeOutcome, Increment};
 
@@ -60,6 +60,8 @@ struct Table {
     dirty: HashMap<String, Option<Entry>>,
     /// Expired entries are dropped when the maps reach this size.
     purge_at: usize,
+    /// The store is gone: nobody waits for changes any more.
+    closed: bool,
 }
 
 /// Entries kept before the first purge of expired ones.
@@ -68,6 +70,9 @@ const FIRST_PURGE: usize = 4096;
 #[derive(Default)]
 pub struct Counters {
     table: Mutex<Table>,
+    /// Signalled when the first change after a write arrives, so the
+    /// flush timer sleeps for as long as nothing changes.
+    changed: Condvar,
 }
 
 impl Counters {
@@ -79,7 +84,8 @@ impl Counters {
         let counters: HashMap<_, _> = counters.into_iter().collect();
         let charged: HashMap<_, _> = charged.into_iter().collect();
         let purge_at = FIRST_PURGE.max(2 * (counters.len() + charged.len()));
-        Self { table: Mutex::new(Table { counters, charged, charged_changed: false, dirty: HashMap::new(), purge_at }) }
+        let table = Table { counters, charged, charged_changed: false, dirty: HashMap::new(), purge_at, closed: false };
+        Self { table: Mutex::new(table), changed: Condvar::new() }
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -92,8 +98,10 @@ impl Counters {
 
     pub fn incr(&self, key: &str, delta: i64, ttl_ms: i64, now: i64) -> i64 {
         let mut t = self.table();
+        let was_clean = t.dirty.is_empty();
         let value = t.raise(key, delta, ttl_ms, now);
         t.purge_if_large(now);
+        self.signal_first_change(was_clean);
         value
     }
 
@@ -114,6 +122,7 @@ impl Counters {
         {
             return ChargeOutcome::Refused { index, values };
         }
+        let was_clean = t.dirty.is_empty();
         let values = increments.iter().map(|inc| t.raise(&inc.key, inc.delta, ttl_ms(inc), now)).collect();
         if let Some((key, ttl)) = once {
             let at = now.saturating_add(ttl);
@@ -121,6 +130,7 @@ impl Counters {
             t.charged_changed = true;
         }
         t.purge_if_large(now);
+        self.signal_first_change(was_clean);
         ChargeOutcome::Charged(values)
     }
 
@@ -130,11 +140,38 @@ impl Counters {
         let mut t = self.table();
         let counter = t.counters.remove(key).is_some_and(|e| e.expires_at > now);
         let charged = t.charged.remove(key).is_some_and(|at| at > now);
+        let was_clean = t.dirty.is_empty();
         t.dirty.insert(key.to_owned(), None);
         t.charged_changed |= charged;
+        self.signal_first_change(was_clean);
         counter || charged
     }
 
+    /// Only the first change after a write wakes the flush timer: the
+    /// hot path pays for a signal once a flush interval, not per charge.
+    fn signal_first_change(&self, was_clean: bool) {
+        if was_clean {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Blocks until there are changes to write (true) or the store has
+    /// closed (false).
+    pub fn wait_for_changes(&self) -> bool {
+        let mut t = self.table();
+        while t.dirty.is_empty() && !t.closed {
+            t = self.changed.wait(t).unwrap_or_else(|e| e.into_inner());
+        }
+        !t.closed
+    }
+
+    /// Ends every [`wait_for_changes`](Self::wait_for_changes).
+    pub fn close(&self) {
+        self.table().closed = true;
+        self.changed.notify_all();
+    }
+
+    #[cfg(test)]
     pub fn is_dirty(&self) -> bool {
         !self.table().dirty.is_empty()
     }
@@ -217,6 +254,33 @@ mod tests {
         assert_eq!(c.take_dirty().charged, None, "once keys wait for the clean stop");
         assert_eq!(c.take_last(5).charged, Some(vec![("m".to_owned(), 14)]));
         assert!(c.take_last(6).is_empty());
+    }
+
+    /// The flush timer sleeps until the first change, and wakes for good
+    /// when the store closes.
+    #[test]
+    fn the_flush_timer_waits_for_a_change_or_the_close() {
+        let c = std::sync::Arc::new(Counters::default());
+        let waiter = {
+            let c = c.clone();
+            std::thread::spawn(move || c.wait_for_changes())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "nothing changed yet");
+        c.incr("a", 1, 1000, 0);
+        assert!(waiter.join().unwrap(), "woken by the change");
+        assert!(c.wait_for_changes(), "the change is still pending");
+        c.take_dirty();
+        let waiter = {
+            let c = c.clone();
+            std::thread::spawn(move || c.wait_for_changes())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "written: nothing to wait for again");
+        c.close();
+        assert!(!waiter.join().unwrap(), "woken by the close");
+        c.incr("b", 1, 1000, 0);
+        assert!(!c.wait_for_changes(), "closed stays closed");
     }
 
     #[test]

@@ -108,6 +108,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.counters.close();
         drop(self.tx.take());
         if let Some(worker) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = worker.join();
@@ -152,17 +153,17 @@ impl SqliteStore {
     }
 }
 
-/// Asks the worker to write the counters' changes every [`FLUSH_EVERY`]
-/// when there are any; ends with the store.
+/// Asks the worker to write the counters' changes [`FLUSH_EVERY`] after
+/// the first of them; ends with the store. While nothing changes it
+/// sleeps on the counters, so an idle server has no timer waking it.
 fn flush_ticks(worker: mpsc::WeakSender<(Op, Reply)>, counters: &Counters) {
-    loop {
+    while counters.wait_for_changes() {
         std::thread::sleep(FLUSH_EVERY);
         let Some(tx) = worker.upgrade() else { return };
-        if counters.is_dirty() {
-            let (reply, _) = oneshot::channel();
-            // Full queue: the worker writes the changes with its next batch.
-            let _ = tx.try_send((Op::Flush, reply));
-        }
+        let (reply, _) = oneshot::channel();
+        // Full queue: the worker writes the changes with its next batch,
+        // and the changes still pending bring this loop back in a second.
+        let _ = tx.try_send((Op::Flush, reply));
     }
 }
 
