@@ -187,29 +187,23 @@ pub async fn message_report(
 /// recipients. One copy of this walk serves `explain` and the HTTP API.
 pub async fn simulate(service: &PolicyService, m: &Message, run: Run, now: OffsetDateTime) -> Vec<StepLine> {
     let instance = match run {
-        Run::Charge { .. } => Some(format!("mw-{:016x}", rand::random::<u64>())),
+        Run::Charge { .. } => Some(format!("mw-{:016x}", rand::random::<u64>()).into()),
         _ => None,
     };
     let base = SendRequest {
-        sasl_username: Some(m.login.clone()),
-        sender: Some(m.from.clone()),
-        client_address: m.client_address.clone(),
+        sasl_username: Some(m.login.as_str().into()),
+        sender: Some(m.from.as_str().into()),
+        client_address: m.client_address.as_deref().map(Into::into),
         content: m.content.clone(),
         instance,
         ..SendRequest::default()
-    };
-    let ask = |req: SendRequest| async move {
-        match run {
-            Run::Charge { front_end } => service.check_as(front_end, &req, now).await.decision,
-            Run::Explain | Run::DryRun => service.preview(&req, now).await,
-        }
     };
     let stop_early = run != Run::Explain;
     let mut steps = Vec::new();
     let mut accepted = 0u32;
     for rcpt in &m.to {
-        let req = SendRequest { stage: Some(Stage::Rcpt), recipient: Some(rcpt.clone()), ..base.clone() };
-        let d = ask(req).await;
+        let req = SendRequest { stage: Some(Stage::Rcpt), recipient: Some(rcpt.as_str().into()), ..base.clone() };
+        let d = ask(service, run, &req, now).await;
         accepted += u32::from(d.is_accept());
         steps.push(step(Stage::Rcpt, Some(rcpt.clone()), &d));
         if stop_early && !d.is_accept() {
@@ -220,7 +214,7 @@ pub async fn simulate(service: &PolicyService, m: &Message, run: Run, now: Offse
         for stage in [Stage::Data, Stage::EndOfMessage] {
             let size = if stage == Stage::EndOfMessage { m.size } else { 0 };
             let req = SendRequest { stage: Some(stage), recipient_count: accepted, size, ..base.clone() };
-            let d = ask(req).await;
+            let d = ask(service, run, &req, now).await;
             let stop = !d.is_accept();
             steps.push(step(stage, None, &d));
             if stop {
@@ -229,6 +223,14 @@ pub async fn simulate(service: &PolicyService, m: &Message, run: Run, now: Offse
         }
     }
     steps
+}
+
+/// One stage of the walk: charged as `run` says, or only previewed.
+async fn ask(service: &PolicyService, run: Run, req: &SendRequest<'_>, now: OffsetDateTime) -> Decision {
+    match run {
+        Run::Charge { front_end } => service.check_as(front_end, req, now).await.decision,
+        Run::Explain | Run::DryRun => service.preview(req, now).await,
+    }
 }
 
 fn step(stage: Stage, recipient: Option<String>, d: &Decision) -> StepLine {

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod explain;
 pub mod lists;
 
+use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
 use time::OffsetDateTime;
@@ -34,22 +35,26 @@ use crate::store::{Store, StoreError};
 use audit::AuditRecord;
 use lists::ListCache;
 
-/// A policy question, independent of the protocol that asked it.
+/// A policy question, independent of the protocol that asked it. The
+/// texts borrow from the request as the front end decoded it where they
+/// can (the policy delegation server asks tens of thousands a second, and
+/// copying every attribute cost an allocation each); front ends that keep
+/// a request across awaits own them (`SendRequest<'static>`).
 #[derive(Clone, Debug, Default)]
-pub struct SendRequest {
+pub struct SendRequest<'a> {
     pub stage: Option<Stage>,
     /// Empty or absent when the client did not authenticate.
-    pub sasl_username: Option<String>,
+    pub sasl_username: Option<Cow<'a, str>>,
     /// The envelope sender as given; `None` before MAIL FROM.
-    pub sender: Option<String>,
-    pub recipient: Option<String>,
+    pub sender: Option<Cow<'a, str>>,
+    pub recipient: Option<Cow<'a, str>>,
     pub recipient_count: u32,
     pub size: u64,
-    pub client_address: Option<String>,
+    pub client_address: Option<Cow<'a, str>>,
     /// Postfix's per-message id; the rate-limit charge is keyed on it.
-    pub instance: Option<String>,
-    pub queue_id: Option<String>,
-    pub policy_context: Option<String>,
+    pub instance: Option<Cow<'a, str>>,
+    pub queue_id: Option<Cow<'a, str>>,
+    pub policy_context: Option<Cow<'a, str>>,
     /// Headers and attachments (milter, HTTP); `None` from the policy
     /// delegation protocol, which never sees them.
     pub content: Option<crate::policy::ContentFacts>,
@@ -134,14 +139,14 @@ impl PolicyService {
 
     /// Decides one request for the policy delegation front end; see
     /// [`check_as`](Self::check_as).
-    pub async fn check(&self, req: &SendRequest, now: OffsetDateTime) -> Outcome {
+    pub async fn check(&self, req: &SendRequest<'_>, now: OffsetDateTime) -> Outcome {
         self.check_with(crate::metrics::POLICY, req, now, Rates::Charge).await
     }
 
     /// Decides one request and records it when something was refused.
     /// `front_end` (`crate::metrics::{POLICY, MILTER, HTTP}`) labels the
     /// metric and the audit line.
-    pub async fn check_as(&self, front_end: &'static str, req: &SendRequest, now: OffsetDateTime) -> Outcome {
+    pub async fn check_as(&self, front_end: &'static str, req: &SendRequest<'_>, now: OffsetDateTime) -> Outcome {
         self.check_with(front_end, req, now, Rates::Charge).await
     }
 
@@ -152,7 +157,7 @@ impl PolicyService {
     pub async fn check_with(
         &self,
         front_end: &'static str,
-        req: &SendRequest,
+        req: &SendRequest<'_>,
         now: OffsetDateTime,
         rates: Rates,
     ) -> Outcome {
@@ -171,7 +176,7 @@ impl PolicyService {
 
     /// What [`check`](Self::check) would answer, without charging counters
     /// or writing the audit log (`explain`).
-    pub async fn preview(&self, req: &SendRequest, now: OffsetDateTime) -> Decision {
+    pub async fn preview(&self, req: &SendRequest<'_>, now: OffsetDateTime) -> Decision {
         let settings = self.settings();
         self.decide(&settings, req, now, Rates::Read, &mut Trace::default()).await
     }
@@ -179,7 +184,7 @@ impl PolicyService {
     async fn decide(
         &self,
         settings: &PolicySettings,
-        req: &SendRequest,
+        req: &SendRequest<'_>,
         now: OffsetDateTime,
         rates: Rates,
         trace: &mut Trace,
@@ -288,7 +293,7 @@ impl PolicyService {
     async fn identify(
         &self,
         settings: &PolicySettings,
-        req: &SendRequest,
+        req: &SendRequest<'_>,
         sender: Option<&Sender>,
     ) -> Result<Option<Arc<Identity>>, Finding> {
         if let Some(login) = req.sasl_username.as_deref().filter(|l| !l.is_empty()) {
@@ -334,7 +339,7 @@ impl PolicyService {
     async fn finish(
         &self,
         settings: &PolicySettings,
-        req: &SendRequest,
+        req: &SendRequest<'_>,
         mut decision: Decision,
         trace: &Trace,
         now: OffsetDateTime,
@@ -370,7 +375,14 @@ impl PolicyService {
 
 impl PolicyService {
     /// The decision's metric and its line in the JSON audit file.
-    fn log_line(&self, front_end: &'static str, req: &SendRequest, d: &Decision, trace: &Trace, now: OffsetDateTime) {
+    fn log_line(
+        &self,
+        front_end: &'static str,
+        req: &SendRequest<'_>,
+        d: &Decision,
+        trace: &Trace,
+        now: OffsetDateTime,
+    ) {
         let action = match d.refusal.as_ref().map(|f| f.verdict) {
             None => "accept",
             Some(Verdict::Reject) => "reject",
@@ -386,7 +398,7 @@ impl PolicyService {
             kind: "policy",
             front_end,
             login: login.map(clip),
-            client: req.client_address.clone().filter(|c| !c.is_empty()),
+            client: req.client_address.as_deref().filter(|c| !c.is_empty()).map(str::to_owned),
             outcome: action,
             rule: d.rule(),
             reference: d.reference.as_deref(),
@@ -484,7 +496,7 @@ fn store_outage(settings: &PolicySettings, error: &StoreError) -> Decision {
 }
 
 fn audit_record(
-    req: &SendRequest,
+    req: &SendRequest<'_>,
     d: &Decision,
     trace: &Trace,
     login: Option<String>,
@@ -498,13 +510,13 @@ fn audit_record(
         groups: trace.identity.as_ref().map(|i| i.groups.iter().map(|g| g.name.clone()).collect()).unwrap_or_default(),
         profiles: trace.policy.as_ref().map(|p| p.profiles.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
         stage: req.stage.map(|s| format!("{s:?}")).unwrap_or_default(),
-        sender: req.sender.clone(),
-        recipient: req.recipient.clone(),
+        sender: req.sender.as_deref().map(str::to_owned),
+        recipient: req.recipient.as_deref().map(str::to_owned),
         recipient_count: req.recipient_count,
         size: req.size,
-        client_address: req.client_address.clone(),
-        instance: req.instance.clone(),
-        queue_id: req.queue_id.clone().filter(|q| !q.is_empty()),
+        client_address: req.client_address.as_deref().map(str::to_owned),
+        instance: req.instance.as_deref().map(str::to_owned),
+        queue_id: req.queue_id.as_deref().filter(|q| !q.is_empty()).map(str::to_owned),
         rule: d.rule(),
         reply: d.refusal.as_ref().map(|f| format!("{} {}", f.code, f.text)).unwrap_or_else(|| "DUNNO".into()),
         decided_by: d.refusal.as_ref().and_then(|f| f.source.as_ref()).map(|s| s.to_string()),

@@ -33,7 +33,7 @@ fn user_messages_per_day(limit: u64) -> Arc<[crate::policy::RateLimit]> {
     }])
 }
 
-fn rcpt(login: &str, from: &str, to: &str) -> SendRequest {
+fn rcpt<'a>(login: &'a str, from: &'a str, to: &'a str) -> SendRequest<'a> {
     SendRequest {
         stage: Some(Stage::Rcpt),
         sasl_username: Some(login.into()),
@@ -45,7 +45,7 @@ fn rcpt(login: &str, from: &str, to: &str) -> SendRequest {
     }
 }
 
-fn eom(login: &str, from: &str, count: u32, instance: &str) -> SendRequest {
+fn eom<'a>(login: &'a str, from: &'a str, count: u32, instance: &'a str) -> SendRequest<'a> {
     SendRequest {
         stage: Some(Stage::EndOfMessage),
         sasl_username: Some(login.into()),
@@ -58,7 +58,7 @@ fn eom(login: &str, from: &str, count: u32, instance: &str) -> SendRequest {
     }
 }
 
-async fn answer(s: &PolicyService, req: &SendRequest) -> String {
+async fn answer(s: &PolicyService, req: &SendRequest<'_>) -> String {
     let d = s.check(req, NOW).await.decision;
     d.refusal.map(|f| format!("{} {}", f.code, f.rule_name())).unwrap_or_else(|| "DUNNO".into())
 }
@@ -146,7 +146,7 @@ async fn explain_names_profile_and_group_of_each_field() {
 
 #[tokio::test]
 async fn unauthenticated_modes() {
-    let unauth = |from: &str, to: &str| SendRequest { sasl_username: None, ..rcpt("", from, to) };
+    let unauth = |from: &'static str, to: &'static str| SendRequest { sasl_username: None, ..rcpt("", from, to) };
     let (_d, s) = service(|p| p.unauthenticated = Unauthenticated::BySender).await;
     assert_eq!(answer(&s, &unauth("carol@example.com", "x@example.net")).await, "550 5.7.1 external_recipients");
     assert_eq!(answer(&s, &unauth("bob@example.com", "x@example.net")).await, "DUNNO");

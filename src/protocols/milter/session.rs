@@ -48,7 +48,7 @@ pub enum Step {
     /// The MTA expects no reply.
     Silent,
     /// Ask the policy service, then send [`Session::verdict`].
-    Decide(Box<SendRequest>),
+    Decide(Box<SendRequest<'static>>),
     Close,
 }
 
@@ -190,7 +190,7 @@ impl Session {
     }
 
     /// The end-of-message request; the message state starts afresh.
-    fn request(&mut self) -> SendRequest {
+    fn request(&mut self) -> SendRequest<'static> {
         let m = std::mem::take(&mut self.message);
         self.seq += 1;
         let instance = match &m.queue_id {
@@ -199,15 +199,15 @@ impl Session {
         };
         SendRequest {
             stage: Some(Stage::EndOfMessage),
-            sasl_username: m.auth,
-            sender: Some(m.sender.unwrap_or_default()),
+            sasl_username: m.auth.map(Into::into),
+            sender: Some(m.sender.unwrap_or_default().into()),
             recipient: None,
             recipient_count: m.recipients,
             size: m.size,
-            client_address: self.client.clone(),
-            instance: Some(instance),
-            queue_id: m.queue_id,
-            policy_context: Some(POLICY_CONTEXT.to_owned()),
+            client_address: self.client.clone().map(Into::into),
+            instance: Some(instance.into()),
+            queue_id: m.queue_id.map(Into::into),
+            policy_context: Some(POLICY_CONTEXT.into()),
             content: Some(ContentFacts { senders: Some(m.headers.finish()), attachments: Some(m.walker.finish()) }),
         }
     }

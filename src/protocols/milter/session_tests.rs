@@ -29,7 +29,7 @@ fn silent(s: &mut Session, c: Command) {
 }
 
 /// A message as Postfix sends it after negotiation; returns the request.
-fn message(s: &mut Session, login: Option<&str>, from_header: &str, body: &str) -> SendRequest {
+fn message(s: &mut Session, login: Option<&str>, from_header: &str, body: &str) -> SendRequest<'static> {
     let mut macros = vec![("{client_addr}".to_owned(), "192.0.2.7".to_owned())];
     if let Some(l) = login {
         macros.push(("{auth_authen}".into(), l.into()));
@@ -131,7 +131,7 @@ fn without_no_reply_flags_every_stage_is_answered() {
 
 const NOW: time::OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
 
-async fn decide(svc: &crate::policy_service::PolicyService, req: &SendRequest) -> Reply {
+async fn decide(svc: &crate::policy_service::PolicyService, req: &SendRequest<'_>) -> Reply {
     Session::verdict(&svc.check_with(crate::metrics::MILTER, req, NOW, Rates::Skip).await)
 }
 

@@ -39,7 +39,7 @@ pub fn stage(protocol_state: &str) -> Stage {
 /// README allows; a non-empty attribute is kept as sent. One pass over
 /// the attributes; the first of a repeated name wins, as with
 /// [`Request::get`].
-pub fn to_send_request(req: &Request) -> Result<SendRequest, SessionError> {
+pub fn to_send_request<'a>(req: &'a Request) -> Result<SendRequest<'a>, SessionError> {
     #[derive(Default)]
     struct Seen<'a> {
         request: Option<&'a str>,
@@ -76,7 +76,7 @@ pub fn to_send_request(req: &Request) -> Result<SendRequest, SessionError> {
         Some(REQUEST_TYPE) => {}
         other => return Err(SessionError::NotAPolicyRequest(other.unwrap_or("").chars().take(64).collect())),
     }
-    let text = |value: Option<&str>| value.filter(|v| !v.is_empty()).map(str::to_owned);
+    let text = |value: Option<&'a str>| value.filter(|v| !v.is_empty()).map(Cow::Borrowed);
     let stage = seen.protocol_state.map(stage);
     Ok(SendRequest {
         stage,
@@ -85,7 +85,7 @@ pub fn to_send_request(req: &Request) -> Result<SendRequest, SessionError> {
         // stage tells them apart.
         sender: match stage {
             Some(Stage::Mail | Stage::Rcpt | Stage::Data | Stage::EndOfMessage) => {
-                Some(seen.sender.unwrap_or("").to_owned())
+                Some(Cow::Borrowed(seen.sender.unwrap_or("")))
             }
             _ => None,
         },
