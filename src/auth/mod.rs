@@ -317,12 +317,17 @@ impl Authenticator {
 
         // Disabled and locked accounts are refused without a bind (no
         // failure counted in the directory), generically: the password was
-        // not checked, so the reply must not tell.
+        // not checked, so the reply must not tell, and neither may its
+        // timing when load pushes answers past the delay floor.
         let now = OffsetDateTime::now_utc();
-        match identity.account.status(now) {
-            AccountStatus::Disabled => return self.refuse_state(state, &login, Reason::AccountDisabled, reply),
-            AccountStatus::Locked => return self.refuse_state(state, &login, Reason::AccountLocked, reply),
-            _ => {}
+        let unusable = match identity.account.status(now) {
+            AccountStatus::Disabled => Some(Reason::AccountDisabled),
+            AccountStatus::Locked => Some(Reason::AccountLocked),
+            _ => None,
+        };
+        if let Some(reason) = unusable {
+            self.identities.directory().spend_without_checking(&req.password).await;
+            return self.refuse_state(state, &login, reason, reply);
         }
 
         let verifier = state.credentials.verifier(&login, password.as_bytes());
@@ -453,7 +458,7 @@ impl Authenticator {
                 tracing::warn!(error = %e, "failure not counted: store unavailable");
             }
         }
-        self.identities.directory().spend_on_unknown_login(&req.password).await;
+        self.identities.directory().spend_without_checking(&req.password).await;
         reply.refuse(Reason::UnknownUser, None)
     }
 

@@ -16,10 +16,12 @@ use crate::directory::{AddressOwner, Directory, DirectoryError, DistributionList
 use crate::identity::{AccountState, Address};
 use crate::store::sqlite::SqliteStore;
 
-/// Users with a password and a state; counts binds; can be "down".
+/// Users with a password and a state; counts binds and the cost spent on
+/// passwords refused unchecked; can be "down".
 struct Lab {
     users: HashMap<String, (Identity, String)>,
     binds: AtomicUsize,
+    spent: AtomicUsize,
     down: AtomicBool,
 }
 
@@ -55,7 +57,7 @@ fn lab() -> Lab {
             (login.to_owned(), (identity(login, state), format!("{cap}-Demo-2026!")))
         })
         .collect();
-    Lab { users, binds: AtomicUsize::new(0), down: AtomicBool::new(false) }
+    Lab { users, binds: AtomicUsize::new(0), spent: AtomicUsize::new(0), down: AtomicBool::new(false) }
 }
 
 #[async_trait]
@@ -84,6 +86,9 @@ impl Directory for Lab {
             AccountStatus::PasswordExpired => BindOutcome::Rejected(RejectReason::PasswordExpired),
             _ => BindOutcome::ACCEPTED,
         })
+    }
+    async fn spend_without_checking(&self, _: &SecretString) {
+        self.spent.fetch_add(1, Ordering::SeqCst);
     }
     async fn distribution_lists(&self) -> DirResult<Vec<DistributionList>> {
         Ok(vec![])
@@ -163,6 +168,20 @@ async fn each_account_state_gets_its_reason() {
     check(&f, "", "x", (Refused, Reason::MalformedLogin, None)).await;
     check(&f, "al\nice", "x", (Refused, Reason::MalformedLogin, None)).await;
     check(&f, "   ", "x", (Refused, Reason::MalformedLogin, None)).await;
+}
+
+/// Whatever is refused without its password being checked (an unknown
+/// login, a disabled or locked account) costs what a check would, so that
+/// under load past the delay floor it does not answer sooner than a wrong
+/// password (RELIABILITY S3).
+#[tokio::test]
+async fn passwords_refused_unchecked_cost_what_a_check_costs() {
+    let f = fixture(|_| {});
+    for (login, binds, spent) in [("alice", 1, 0), ("nobody", 1, 1), ("frank", 1, 2), ("grace", 1, 3)] {
+        f.auth.authenticate(request(login, "Wrong-Password-1", "192.0.2.1")).await;
+        assert_eq!(f.lab.binds.load(Ordering::SeqCst), binds, "{login}: binds");
+        assert_eq!(f.lab.spent.load(Ordering::SeqCst), spent, "{login}: spent unchecked");
+    }
 }
 
 #[tokio::test]

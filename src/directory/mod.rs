@@ -216,12 +216,13 @@ pub trait Directory: Send + Sync + 'static {
     /// All groups that have a mail address.
     async fn distribution_lists(&self) -> Result<Vec<DistributionList>>;
 
-    /// Spends on an unknown login what checking a password would cost
-    /// (RELIABILITY T4): where mailwarrant itself verifies hashes (LDIF),
-    /// an unknown name must not answer faster than a wrong password once
+    /// Spends what checking a password would cost on one that is refused
+    /// unchecked: an unknown login, a disabled or locked account
+    /// (RELIABILITY S3, T4). Where mailwarrant itself verifies hashes
+    /// (LDIF), these must not answer faster than a wrong password once
     /// the failure-delay floor is exceeded by load. Over LDAP the hash is
     /// the directory's work and this does nothing.
-    async fn spend_on_unknown_login(&self, password: &SecretString) {
+    async fn spend_without_checking(&self, password: &SecretString) {
         let _ = password;
     }
 

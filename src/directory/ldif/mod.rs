@@ -165,7 +165,7 @@ impl Directory for LdifDirectory {
         })
     }
 
-    async fn spend_on_unknown_login(&self, password: &SecretString) {
+    async fn spend_without_checking(&self, password: &SecretString) {
         let _ = verify_hash_off_thread(DECOY_HASH.to_owned(), password).await;
     }
 

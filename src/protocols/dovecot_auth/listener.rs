@@ -100,7 +100,7 @@ impl DovecotAuthServer {
                         session.invalid(id, why)
                     }
                 };
-                if !self.act(step, &mut session, &mut stream).await {
+                if !self.act(step, &mut session, &mut stream, &mut out).await {
                     return;
                 }
             }
@@ -123,8 +123,9 @@ impl DovecotAuthServer {
         }
     }
 
-    /// Carries out one step; false when the connection must close.
-    async fn act<S>(&self, mut step: Step, session: &mut Session, stream: &mut S) -> bool
+    /// Carries out one step; false when the connection must close. `out`
+    /// is the connection's reply buffer, reused for every reply.
+    async fn act<S>(&self, mut step: Step, session: &mut Session, stream: &mut S, out: &mut Vec<u8>) -> bool
     where
         S: AsyncWrite + Unpin,
     {
@@ -137,9 +138,9 @@ impl DovecotAuthServer {
                     return false;
                 }
                 Step::Send(reply) => {
-                    let mut out = Vec::with_capacity(128);
-                    encode(&reply, &mut out);
-                    return stream.write_all(&out).await.is_ok();
+                    out.clear();
+                    encode(&reply, out);
+                    return stream.write_all(out).await.is_ok();
                 }
                 Step::Authenticate { id, request } => {
                     let typed = request.login.clone();
