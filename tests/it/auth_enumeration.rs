@@ -74,7 +74,7 @@ fn auth_failures_are_indistinguishable_by_bytes_and_time() {
         // the decoy for the unknown, locked and disabled logins), and at
         // 100 at a time the two hash threads of a 2-core machine ran at
         // their limit, so answers spread over the scheduler's noise past
-        // the floor and the comparison failed on noise (1 run in 3).
+        // the floor and the comparison failed on noise.
         let slots = Arc::new(Semaphore::new(50));
         // In a random order, so that no category always follows the same
         // other one through the slots (and its load).
