@@ -403,11 +403,9 @@ impl BindPool {
                 Some(conn) => conn,
                 None => self.connector.open(self.connector.urls.len()).await?,
             };
-            let binding = conn
-                .ldap
-                .with_controls(controls.clone())
-                .with_timeout(deadline)
-                .simple_bind(dn, password.expose_secret());
+            // One deadline, ours: a second one inside ldap3 would arm
+            // another timer on every bind and never fire first.
+            let binding = conn.ldap.with_controls(controls.clone()).simple_bind(dn, password.expose_secret());
             match timeout(deadline, binding).await {
                 // A hung bind: the connection is dropped, never reused.
                 Err(_) => return Err(DirectoryError::Timeout(deadline)),

@@ -97,62 +97,42 @@ impl Counters {
     }
 
     pub fn incr(&self, key: &str, delta: i64, ttl_ms: i64, now: i64) -> i64 {
-        let mut t = self.table();
-        let was_clean = t.dirty.is_empty();
-        let value = t.raise(key, delta, ttl_ms, now);
-        t.purge_if_large(now);
-        self.signal_first_change(was_clean);
-        value
+        self.change(|t| {
+            let value = t.raise(key, delta, ttl_ms, now);
+            t.purge_if_large(now);
+            value
+        })
     }
 
     /// [`Store::incr_within`](super::super::Store::incr_within): all or
     /// nothing, under one lock.
     pub fn incr_within(&self, once: Option<(&str, i64)>, increments: &[Increment], now: i64) -> ChargeOutcome {
-        let mut t = self.table();
-        if let Some((key, _)) = once {
-            if t.charged.get(key).is_some_and(|&at| at > now) {
-                return ChargeOutcome::AlreadyCharged;
-            }
-        }
-        let values: Vec<i64> = increments
-            .iter()
-            .map(|inc| t.counters.get(&inc.key).filter(|e| e.expires_at > now).map_or(0, |e| e.value))
-            .collect();
-        if let Some(index) = increments.iter().zip(&values).position(|(inc, v)| v.saturating_add(inc.delta) > inc.limit)
-        {
-            return ChargeOutcome::Refused { index, values };
-        }
-        let was_clean = t.dirty.is_empty();
-        let values = increments.iter().map(|inc| t.raise(&inc.key, inc.delta, ttl_ms(inc), now)).collect();
-        if let Some((key, ttl)) = once {
-            let at = now.saturating_add(ttl);
-            t.charged.insert(key.to_owned(), at);
-            t.charged_changed = true;
-        }
-        t.purge_if_large(now);
-        self.signal_first_change(was_clean);
-        ChargeOutcome::Charged(values)
+        self.change(|t| t.incr_within(once, increments, now))
     }
 
     /// Removes a counter and a `once` key of that name; true when either
     /// was live.
     pub fn delete(&self, key: &str, now: i64) -> bool {
-        let mut t = self.table();
-        let counter = t.counters.remove(key).is_some_and(|e| e.expires_at > now);
-        let charged = t.charged.remove(key).is_some_and(|at| at > now);
-        let was_clean = t.dirty.is_empty();
-        t.dirty.insert(key.to_owned(), None);
-        t.charged_changed |= charged;
-        self.signal_first_change(was_clean);
-        counter || charged
+        self.change(|t| {
+            let counter = t.counters.remove(key).is_some_and(|e| e.expires_at > now);
+            let charged = t.charged.remove(key).is_some_and(|at| at > now);
+            t.mark(key, None);
+            t.charged_changed |= charged;
+            counter || charged
+        })
     }
 
-    /// Only the first change after a write wakes the flush timer: the
-    /// hot path pays for a signal once a flush interval, not per charge.
-    fn signal_first_change(&self, was_clean: bool) {
-        if was_clean {
+    /// Every change goes through here: only the first one after a write
+    /// wakes the flush timer, so the hot path pays for a signal once a
+    /// flush interval, not per charge.
+    fn change<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
+        let mut t = self.table();
+        let was_clean = t.dirty.is_empty();
+        let out = f(&mut t);
+        if was_clean && !t.dirty.is_empty() {
             self.changed.notify_all();
         }
+        out
     }
 
     /// Blocks until there are changes to write (true) or the store has
@@ -197,6 +177,29 @@ impl Counters {
 }
 
 impl Table {
+    fn incr_within(&mut self, once: Option<(&str, i64)>, increments: &[Increment], now: i64) -> ChargeOutcome {
+        if let Some((key, _)) = once {
+            if self.charged.get(key).is_some_and(|&at| at > now) {
+                return ChargeOutcome::AlreadyCharged;
+            }
+        }
+        let values: Vec<i64> = increments
+            .iter()
+            .map(|inc| self.counters.get(&inc.key).filter(|e| e.expires_at > now).map_or(0, |e| e.value))
+            .collect();
+        if let Some(index) = increments.iter().zip(&values).position(|(inc, v)| v.saturating_add(inc.delta) > inc.limit)
+        {
+            return ChargeOutcome::Refused { index, values };
+        }
+        let values = increments.iter().map(|inc| self.raise(&inc.key, inc.delta, ttl_ms(inc), now)).collect();
+        if let Some((key, ttl)) = once {
+            self.charged.insert(key.to_owned(), now.saturating_add(ttl));
+            self.charged_changed = true;
+        }
+        self.purge_if_large(now);
+        ChargeOutcome::Charged(values)
+    }
+
     fn raise(&mut self, key: &str, delta: i64, ttl_ms: i64, now: i64) -> i64 {
         let fresh = Entry { value: 0, expires_at: now.saturating_add(ttl_ms) };
         let entry = match self.counters.get_mut(key) {
@@ -208,8 +211,19 @@ impl Table {
         }
         entry.value = entry.value.saturating_add(delta);
         let entry = *entry;
-        self.dirty.insert(key.to_owned(), Some(entry));
+        self.mark(key, Some(entry));
         entry.value
+    }
+
+    /// Records a change for the next write; a key already pending is
+    /// updated in place (no new key per charge of a busy user).
+    fn mark(&mut self, key: &str, value: Option<Entry>) {
+        match self.dirty.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                self.dirty.insert(key.to_owned(), value);
+            }
+        }
     }
 
     /// Drops expired entries once the maps have doubled since the last
