@@ -6,30 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# package:file-that-proves-it-is-installed
-REQUIRED=(
-  slapd:/usr/sbin/slapd
-  samba:/usr/sbin/samba
-  ldap-utils:/usr/bin/ldapsearch
-  postfix:/usr/sbin/postfix
-  swaks:/usr/bin/swaks
-  sasl2-bin:/usr/sbin/testsaslauthd
-  python3-aiosmtpd:/usr/lib/python3/dist-packages/aiosmtpd
-  chromium:/usr/bin/chromium
-  chromium-driver:/usr/bin/chromedriver
-  systemd:/usr/bin/systemd-socket-activate
-  openssl:/usr/bin/openssl
-  tzdata:/usr/share/zoneinfo/Europe/Berlin
-  curl:/usr/bin/curl
-  redis-server:/usr/bin/redis-server
-  redis-tools:/usr/bin/redis-cli
-)
+# The packages and the file that proves each installed: one list, also
+# read by the test kit to name a missing package in a test's failure.
+# Prints "package proof" for each one whose proof is missing.
+unproven() {
+  local package proof
+  while read -r package proof _; do
+    case "$package" in '' | '#'*) continue ;; esac
+    # shellcheck disable=SC2086 # a `*` in the proof is a glob on purpose
+    compgen -G $proof >/dev/null || echo "$package $proof"
+  done <scripts/test-packages.txt
+}
 
-missing=()
-for pair in "${REQUIRED[@]}"; do
-  [ -e "${pair#*:}" ] || missing+=("${pair%%:*}")
-done
+mapfile -t missing < <(unproven | cut -d' ' -f1)
 if [ ${#missing[@]} -gt 0 ]; then
+  . /etc/os-release
+  [ "${VERSION_CODENAME:-}" = bookworm ] ||
+    echo "scripts/test.sh: the suite is tested on Debian 12 (bookworm); this is ${PRETTY_NAME:-unknown}" >&2
   echo "scripts/test.sh: installing ${missing[*]}" >&2
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -38,6 +31,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  still="$(unproven)"
+  if [ -n "$still" ]; then
+    printf 'scripts/test.sh: installed, but these files are still missing:\n%s\n' "$still" >&2
+    exit 1
+  fi
 fi
 
 # Parts Debian cannot install side by side (e.g. Exim beside Postfix).

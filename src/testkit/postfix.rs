@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use super::{free_port, require_program, wait_for_port, wait_until, ChildGuard};
+use super::{free_port, require_packages, wait_for_port, wait_until, ChildGuard};
 
 /// The services a relay-only instance needs, besides the smtpd line.
 const MASTER_CF: &str = "\
@@ -54,8 +54,7 @@ impl Postfix {
     /// defaults (later lines win in Postfix), e.g.
     /// `("smtpd_sasl_type", "dovecot")`.
     pub fn start(extra: &[(&str, &str)]) -> Result<Postfix, String> {
-        require_program("/usr/sbin/postfix", "postfix")?;
-        require_program("/usr/sbin/smtp-sink", "postfix")?;
+        require_packages(&["postfix", "swaks"])?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-postfix").tempdir().map_err(|e| e.to_string())?;
         let root = dir.path();
         let io = |e: std::io::Error| format!("preparing {}: {e}", root.display());

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, require_program, wait_for_port, ChildGuard};
+use super::{free_port, require_package, wait_for_port, ChildGuard};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
@@ -20,7 +20,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Result<RedisServer, String> {
-        require_program(REDIS_SERVER, "redis-server")?;
+        require_package("redis-server")?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-redis").tempdir().map_err(|e| e.to_string())?;
         let mut redis = RedisServer { dir, port: free_port(), server: None, extra: Vec::new() };
         redis.restart()?;
@@ -29,7 +29,7 @@ impl RedisServer {
 
     /// A server that refuses clients without `password` (`requirepass`).
     pub fn start_with_password(password: &str) -> Result<RedisServer, String> {
-        require_program(REDIS_SERVER, "redis-server")?;
+        require_package("redis-server")?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-redis").tempdir().map_err(|e| e.to_string())?;
         let extra = vec!["--requirepass".into(), password.into()];
         let mut redis = RedisServer { dir, port: free_port(), server: None, extra };
@@ -39,7 +39,7 @@ impl RedisServer {
 
     /// A replica of the server on `primary_port`, for Sentinel failovers.
     pub fn start_replica_of(primary_port: u16) -> Result<RedisServer, String> {
-        require_program(REDIS_SERVER, "redis-server")?;
+        require_package("redis-server")?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-redis").tempdir().map_err(|e| e.to_string())?;
         let extra = vec!["--replicaof".into(), "127.0.0.1".into(), primary_port.to_string()];
         let mut redis = RedisServer { dir, port: free_port(), server: None, extra };
@@ -103,7 +103,7 @@ impl RedisSentinel {
         name: &str,
         primary_password: Option<&str>,
     ) -> Result<RedisSentinel, String> {
-        require_program(REDIS_SERVER, "redis-server")?;
+        require_package("redis-server")?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-sentinel").tempdir().map_err(|e| e.to_string())?;
         let port = free_port();
         let conf = dir.path().join("sentinel.conf");

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use super::{require_program, wait_until};
+use super::{require_packages, wait_until};
 use crate::config::{Config, DirectorySettings, LdapSettings};
 
 pub const REALM: &str = "CORP.EXAMPLE.COM";
@@ -157,10 +157,14 @@ pub fn shared() -> Result<&'static Samba, String> {
 
 impl Samba {
     fn start() -> Result<Samba, String> {
-        require_program("/usr/sbin/samba", "samba")?;
-        require_program("/usr/bin/samba-tool", "samba")?;
-        require_program("/usr/bin/ldapmodify", "ldap-utils")?;
-        require_program("/usr/bin/openssl", "openssl")?;
+        require_packages(&[
+            "samba",
+            "samba-ad-provision",
+            "samba-dsdb-modules",
+            "samba-vfs-modules",
+            "ldap-utils",
+            "openssl",
+        ])?;
         remove_stale_dirs();
         wait_for_free_ports()?;
         let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{free_port, require_program, ChildGuard};
+use super::{free_port, require_packages, ChildGuard};
 use crate::config::{Config, DirectorySettings, LdapSettings};
 
 /// The suffix of the seed.
@@ -67,8 +67,7 @@ impl Slapd {
     }
 
     fn start_inner(n: usize, load_groups: bool, stats_log: bool) -> Result<Self, String> {
-        require_program("/usr/sbin/slapd", "slapd")?;
-        require_program("/usr/bin/ldapmodify", "ldap-utils")?;
+        require_packages(&["slapd", "ldap-utils"])?;
         let dir = fresh_dir()?;
         let mut slapd = Self { dir, port: free_port(), extra_users: n, load_groups, stats_log, child: None };
         slapd.run()?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, require_program, wait_for_port, ChildGuard};
+use super::{free_port, require_package, wait_for_port, ChildGuard};
 
 pub struct SmtpServer {
     dir: tempfile::TempDir,
@@ -35,7 +35,7 @@ impl SmtpServer {
     }
 
     fn launch(tls: bool) -> Result<SmtpServer, String> {
-        require_program("/usr/lib/python3/dist-packages/aiosmtpd", "python3-aiosmtpd")?;
+        require_package("python3-aiosmtpd")?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-smtp").tempdir().map_err(|e| e.to_string())?;
         let port = free_port();
         let mut command = Command::new("/usr/bin/python3");

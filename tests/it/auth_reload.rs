@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
 use mailwarrant::testkit::slapd::Slapd;
-use mailwarrant::testkit::{free_port, require_program, wait_until, ChildGuard};
+use mailwarrant::testkit::{free_port, require_package, wait_until, ChildGuard};
 
 const CLIENTS: usize = 8;
 
@@ -27,7 +27,7 @@ fn config(slapd: &Slapd, failed_text: &str) -> String {
 
 #[test]
 fn sighup_under_load_loses_no_request() {
-    require_program("/usr/bin/systemd-socket-activate", "systemd").unwrap();
+    require_package("systemd").unwrap();
     let slapd = Slapd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mailwarrant.toml");

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use mailwarrant::testkit::require_program;
+use mailwarrant::testkit::require_package;
 
 use mailwarrant::testkit::slapd::Slapd;
 
@@ -20,7 +20,7 @@ fn testsaslauthd(stack: &Stack, user: &str, password: &str, realm: Option<&str>)
 
 #[test]
 fn testsaslauthd_gets_ok_and_no() {
-    require_program("/usr/sbin/testsaslauthd", "sasl2-bin").unwrap();
+    require_package("sasl2-bin").unwrap();
     let slapd = Slapd::start().unwrap();
     let stack = Stack::start(&slapd.config_toml(), "");
     let ok = testsaslauthd(&stack, "alice", "Alice-Demo-2026!", None);

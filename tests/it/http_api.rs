@@ -65,7 +65,7 @@ async fn rig_with(tls: bool) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let tls_keys = if tls {
-        mailwarrant::testkit::require_program("/usr/bin/openssl", "openssl").unwrap();
+        mailwarrant::testkit::require_package("openssl").unwrap();
         self_signed(dir.path());
         format!("tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\npublic_base_url = \"https://127.0.0.1:{port}\"\n")
     } else {
@@ -553,7 +553,7 @@ async fn http_api_over_real_http_and_readyz_follows_slapd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_api_over_https_with_rustls() {
-    mailwarrant::testkit::require_program("/usr/bin/curl", "curl").unwrap();
+    mailwarrant::testkit::require_package("curl").unwrap();
     let r = rig_with(true).await;
     let cert = r.dir.path().join("cert.pem");
     let curl = |url: String, verify: bool| {

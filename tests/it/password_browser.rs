@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use mailwarrant::directory::BindOutcome;
-use mailwarrant::testkit::{free_port, require_program, wait_for_port, ChildGuard};
+use mailwarrant::testkit::{free_port, wait_for_port, ChildGuard};
 use serde_json::{json, Value};
 
 use crate::password_http::web;
@@ -35,8 +35,7 @@ impl Browser {
 
     /// Screenshots go to `<target>/test-output/<shots>/`.
     pub fn start_in(shots: &str) -> Browser {
-        require_program("/usr/bin/chromium", "chromium").unwrap();
-        require_program("/usr/bin/chromedriver", "chromium-driver").unwrap();
+        mailwarrant::testkit::require_packages(&["chromium", "chromium-driver"]).unwrap();
         let port = free_port();
         let driver = ChildGuard::spawn(
             "chromedriver",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mailwarrant::testkit::postfix::Postfix;
 use mailwarrant::testkit::slapd::Slapd;
-use mailwarrant::testkit::{free_port, require_program, wait_for_port, ChildGuard};
+use mailwarrant::testkit::{free_port, require_package, wait_for_port, ChildGuard};
 
 /// The demo cast and their demo passwords (DESIGN.md).
 const CAST: &[(&str, &str)] = &[
@@ -66,7 +66,7 @@ impl Rig {
     }
 
     fn build(default_extra: &str, sasl: SaslVia, milter_port: Option<u16>) -> Rig {
-        require_program("/usr/sbin/saslpasswd2", "sasl2-bin").unwrap();
+        require_package("sasl2-bin").unwrap();
         let dir = tempfile::Builder::new().prefix("mailwarrant-policy-rig").tempdir().unwrap();
         set_mode(dir.path(), 0o755);
         let policy_port = free_port();
