@@ -233,7 +233,7 @@ fn start_server(slapd: &Slapd, cache_ttl: &str) -> Server {
     let config = format!(
         "{directory}bind_pool_size = 64\npool_size = 16\n\n[identity]\ncache_ttl = \"1h\"\nrefresh_after = \"50m\"\n\
          [store]\npath = \"state.sqlite\"\n\
-         [auth]\nfailure_delay = \"{delay}\"\n[auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nsocket = {socket:?}\nmax_connections = 16384\n\
+         [auth]\nfailure_delay = \"{delay}\"\n[auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nunix_socket = {socket:?}\nmax_connections = 16384\n\
          [auth.cache]\nttl = \"{cache_ttl}\"\n[auth.throttle]\nper_login = 1000\nper_client = 1000\n",
         directory = slapd.config_toml(),
         delay = failure_delay_setting(),

@@ -342,7 +342,7 @@ fn start_mailwarrant(a: &Args) -> InProcess {
         let settings = app.config.policy.clone().unwrap();
         let listeners =
             mailwarrant::protocols::policy_delegation::listener::PolicyListeners::bind(&settings).await.unwrap();
-        let target = match &settings.unix_socket {
+        let target = match &settings.listener.unix_socket {
             Some(path) => Target::Unix(path.clone()),
             None => Target::Tcp(listeners.local_addr().unwrap()),
         };

@@ -234,15 +234,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!(key = %w.path, "{}", w.message);
     }
-    let app = App::build(config).await.context("while starting")?;
     // Signal handlers go in before anything can report "ready": a signal
     // that arrived earlier would take its default action (terminate).
+    // SIGHUP is handled by `serve::run`; until then one is ignored.
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate()).context("while installing the SIGTERM handler")?;
-    if let Some(policy) = app.policy.clone() {
-        let hup = signal(SignalKind::hangup()).context("while installing the SIGHUP handler")?;
-        tokio::spawn(mailwarrant::policy_service::reload_on_sighup(hup, policy, app.config.file.clone()));
-    }
+    let _early_hup = signal(SignalKind::hangup()).context("while installing the SIGHUP handler")?;
+    let app = App::build(config).await.context("while starting")?;
     let (trigger, shutdown) = serve::shutdown::channel();
     let server = tokio::spawn(serve::run(app, shutdown));
     wait_for_stop_signal(term).await?;

@@ -8,13 +8,13 @@
 //! then refuses a password-guessing client before the directory ever
 //! counts enough failures to lock the real user out.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::listener::{ListenerDefaults, ListenerSettings};
 use super::problems::Problems;
 use super::{duration, Validate};
 
@@ -43,27 +43,21 @@ pub struct RawAuth {
     pub texts: RawTexts,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawDovecotListener {
-    /// TCP addresses for the Dovecot auth protocol; `[]` turns TCP off.
-    #[serde(default = "default_dovecot_listen")]
-    pub listen: Vec<String>,
-    /// A UNIX socket for the Dovecot auth protocol (e.g. inside Postfix's
-    /// chroot: `/var/spool/postfix/private/auth`).
-    pub socket: Option<PathBuf>,
-    /// Octal permissions of `socket`.
-    #[serde(default = "default_socket_mode")]
-    pub socket_mode: String,
-    /// What a temporary failure (directory down) looks like on the wire:
-    /// `disconnect` (Postfix and Exim turn a lost connection into 454/435;
-    /// they turn every `FAIL` into 535) or `fail_code` (`FAIL …
-    /// code=temp_fail`, for clients that honour it).
-    #[serde(default)]
-    pub temp_fail: TempFailStyle,
-    /// Most connections served at once; more wait in the backlog.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
+crate::listener_section! {
+    #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawDovecotListener {
+        /// Before `unix_socket`; still read, and `check-config` says so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(skip)]
+        pub socket: Option<PathBuf>,
+        /// What a temporary failure (directory down) looks like on the wire:
+        /// `disconnect` (Postfix and Exim turn a lost connection into 454/435;
+        /// they turn every `FAIL` into 535) or `fail_code` (`FAIL …
+        /// code=temp_fail`, for clients that honour it).
+        #[serde(default)]
+        pub temp_fail: TempFailStyle,
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -74,13 +68,17 @@ pub enum TempFailStyle {
     FailCode,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawSaslauthdListener {
-    /// The saslauthd `mux` socket; unset turns the front end off.
-    pub socket: Option<PathBuf>,
-    #[serde(default = "default_socket_mode")]
-    pub socket_mode: String,
+crate::listener_section! {
+    /// The saslauthd `mux` protocol, over `unix_socket` only; unset turns
+    /// the front end off.
+    #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawSaslauthdListener {
+        /// Before `unix_socket`; still read, and `check-config` says so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(skip)]
+        pub socket: Option<PathBuf>,
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -158,24 +156,6 @@ impl Default for RawAuth {
     }
 }
 
-impl Default for RawDovecotListener {
-    fn default() -> Self {
-        Self {
-            listen: default_dovecot_listen(),
-            socket: None,
-            socket_mode: default_socket_mode(),
-            temp_fail: TempFailStyle::default(),
-            max_connections: default_max_connections(),
-        }
-    }
-}
-
-impl Default for RawSaslauthdListener {
-    fn default() -> Self {
-        Self { socket: None, socket_mode: default_socket_mode() }
-    }
-}
-
 impl Default for RawThrottle {
     fn default() -> Self {
         Self { window: default_window(), per_login: default_per_login(), per_client: default_per_client() }
@@ -208,15 +188,36 @@ impl Default for RawTexts {
 fn default_failure_delay() -> String {
     "2s".into()
 }
-fn default_dovecot_listen() -> Vec<String> {
-    vec!["127.0.0.1:10030".into()]
-}
-fn default_socket_mode() -> String {
-    "0660".into()
-}
-fn default_max_connections() -> usize {
-    4096
-}
+/// The Dovecot auth listener's defaults: Postfix sends its handshake at
+/// once; an smtpd whose idle auth connection was closed answers 454 to
+/// its next AUTH, so idle connections stay (they count against the cap).
+pub const DOVECOT_DEFAULTS: ListenerDefaults = ListenerDefaults {
+    fd_name: FD_NAME_DOVECOT,
+    client: None,
+    listen: &["127.0.0.1:10030"],
+    tcp: true,
+    max_connections: 4096,
+    max_connections_per_client: 0,
+    handshake_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::ZERO,
+};
+
+/// saslauthd clients connect, ask once and close.
+pub const SASLAUTHD_DEFAULTS: ListenerDefaults = ListenerDefaults {
+    fd_name: FD_NAME_SASLAUTHD,
+    client: Some("the saslauthd client"),
+    listen: &[],
+    tcp: false,
+    max_connections: 1024,
+    max_connections_per_client: 0,
+    handshake_timeout: Duration::from_secs(30),
+    idle_timeout: Duration::from_secs(30),
+};
+
+/// systemd `FileDescriptorName=` of each AUTH front end's sockets. An
+/// unnamed inherited socket goes to the Dovecot auth front end.
+pub const FD_NAME_DOVECOT: &str = "dovecot-auth";
+pub const FD_NAME_SASLAUTHD: &str = "saslauthd";
 fn default_window() -> String {
     "15m".into()
 }
@@ -267,17 +268,14 @@ pub struct AuthSettings {
 
 #[derive(Debug, Clone)]
 pub struct DovecotListenerSettings {
-    pub listen: Vec<SocketAddr>,
-    pub socket: Option<PathBuf>,
-    pub socket_mode: u32,
+    pub listener: ListenerSettings,
     pub temp_fail: TempFailStyle,
-    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct SaslauthdListenerSettings {
-    pub socket: Option<PathBuf>,
-    pub socket_mode: u32,
+    /// Off unless `unix_socket` is set.
+    pub listener: ListenerSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -323,18 +321,17 @@ impl Validate for RawAuth {
 
     fn validate(&self, p: &mut Problems, base_dir: &Path) -> Option<AuthSettings> {
         let failure_delay = duration::parse(p, "auth.failure_delay", &self.failure_delay);
-        let mut listen = Vec::new();
-        for (i, text) in self.dovecot.listen.iter().enumerate() {
-            match text.parse::<SocketAddr>() {
-                Ok(a) => listen.push(a),
-                Err(e) => p.error(format!("auth.dovecot.listen[{i}]"), format!("{text:?} is not IP:PORT ({e})")),
-            }
-        }
-        let dovecot_mode = mode(p, "auth.dovecot.socket_mode", &self.dovecot.socket_mode);
-        let sasl_mode = mode(p, "auth.saslauthd.socket_mode", &self.saslauthd.socket_mode);
-        if self.dovecot.max_connections == 0 {
-            p.error("auth.dovecot.max_connections", "must be at least 1");
-        }
+        let mut dovecot = self.dovecot.listener();
+        renamed(p, "auth.dovecot", &self.dovecot.socket, &mut dovecot.unix_socket);
+        let dovecot = dovecot.validate_as(p, base_dir, "auth.dovecot", &DOVECOT_DEFAULTS);
+        let mut sasl = self.saslauthd.listener();
+        renamed(p, "auth.saslauthd", &self.saslauthd.socket, &mut sasl.unix_socket);
+        // Off unless a socket is named: no warning for that.
+        let sasl = if sasl.unix_socket.is_none() && sasl.listen.is_none() {
+            Some(ListenerSettings { unix_socket: None, ..ListenerSettings::defaults(&SASLAUTHD_DEFAULTS) })
+        } else {
+            sasl.validate_as(p, base_dir, "auth.saslauthd", &SASLAUTHD_DEFAULTS)
+        };
         let window = duration::parse(p, "auth.throttle.window", &self.throttle.window);
         if self.throttle.per_login == 0 || self.throttle.per_client == 0 {
             p.error("auth.throttle", "per_login and per_client must be at least 1");
@@ -359,17 +356,8 @@ impl Validate for RawAuth {
             throttled: text(p, "auth.texts.throttled", &self.texts.throttled),
         };
         Some(AuthSettings {
-            dovecot: DovecotListenerSettings {
-                listen,
-                socket: self.dovecot.socket.as_ref().map(|s| base_dir.join(s)),
-                socket_mode: dovecot_mode?,
-                temp_fail: self.dovecot.temp_fail,
-                max_connections: self.dovecot.max_connections.max(1),
-            },
-            saslauthd: SaslauthdListenerSettings {
-                socket: self.saslauthd.socket.as_ref().map(|s| base_dir.join(s)),
-                socket_mode: sasl_mode?,
-            },
+            dovecot: DovecotListenerSettings { listener: dovecot?, temp_fail: self.dovecot.temp_fail },
+            saslauthd: SaslauthdListenerSettings { listener: sasl? },
             throttle: ThrottleSettings {
                 window: window?,
                 per_login: self.throttle.per_login.max(1),
@@ -388,13 +376,15 @@ impl Validate for RawAuth {
     }
 }
 
-fn mode(p: &mut Problems, path: &str, text: &str) -> Option<u32> {
-    match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
-        Ok(m) if m <= 0o777 => Some(m),
-        _ => {
-            p.error(path, format!("{text:?} is not an octal file mode; write e.g. \"0660\""));
-            None
-        }
+/// `socket`, the key before `unix_socket`: still read, with a warning
+/// that says what it became.
+fn renamed(p: &mut Problems, at: &str, old: &Option<PathBuf>, new: &mut Option<PathBuf>) {
+    let Some(old) = old else { return };
+    if new.is_some() {
+        p.error(format!("{at}.socket"), "was renamed `unix_socket`, which is set too: remove `socket`");
+    } else {
+        p.warn(format!("{at}.socket"), "was renamed `unix_socket`: write `unix_socket = ...` instead");
+        *new = Some(old.clone());
     }
 }
 
@@ -420,10 +410,10 @@ mod tests {
     #[test]
     fn defaults_listen_on_the_documented_port() {
         let s = AuthSettings::default();
-        assert_eq!(s.dovecot.listen, vec!["127.0.0.1:10030".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(s.dovecot.listener.tcp, vec!["127.0.0.1:10030".parse::<std::net::SocketAddr>().unwrap()]);
         assert_eq!(s.failure_delay, Duration::from_secs(2));
         assert_eq!(s.cache.grace, Duration::from_secs(15 * 60));
-        assert!(s.saslauthd.socket.is_none());
+        assert!(s.saslauthd.listener.is_empty());
     }
 
     #[test]
@@ -454,7 +444,11 @@ mod tests {
 
     #[test]
     fn relative_socket_paths_resolve_against_the_config_folder() {
-        let (s, _) = load("[saslauthd]\nsocket = \"run/mux\"\n");
-        assert_eq!(s.unwrap().saslauthd.socket.unwrap(), Path::new("/etc/mailwarrant/run/mux"));
+        let (s, p) = load("[saslauthd]\nsocket = \"run/mux\"\n");
+        assert_eq!(s.unwrap().saslauthd.listener.unix_socket.unwrap(), Path::new("/etc/mailwarrant/run/mux"));
+        assert_eq!(p.warnings[0].path, "auth.saslauthd.socket", "the old key says what it became");
+        let (s, p) = load("[dovecot]\nunix_socket = \"auth\"\nsocket_group = \"0\"\n");
+        assert!(p.warnings.is_empty() && p.errors.is_empty());
+        assert_eq!(s.unwrap().dovecot.listener.socket_group, Some(0));
     }
 }

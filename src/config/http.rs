@@ -4,12 +4,14 @@
 //! Links are built from `public_base_url` only, never from the `Host` or
 //! `X-Forwarded-Host` headers (host-header injection, RELIABILITY T21).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::listener::{ListenerDefaults, ListenerSettings};
 use super::problems::Problems;
 use super::Validate;
 
@@ -17,12 +19,11 @@ use super::Validate;
 /// also the default of every link to it (`[auth]`, `[reminders]`).
 pub const PASSWORD_PAGE_PATH: &str = "/password";
 
+crate::listener_section! {
+/// `listen` defaults to `127.0.0.1:8040`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp {
-    /// Address and port to listen on.
-    #[serde(default = "default_listen")]
-    pub listen: String,
     /// The address users reach the service at, e.g.
     /// `https://mail.example.com/account`; every link is built from it.
     pub public_base_url: Option<String>,
@@ -40,6 +41,7 @@ pub struct RawHttp {
     /// Members of this directory group (direct or nested) may also sign
     /// in to the admin pages with their own login and password.
     pub admin_group: Option<String>,
+}
 }
 
 /// One API client.
@@ -90,13 +92,23 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-fn default_listen() -> String {
-    "127.0.0.1:8040".into()
-}
+/// Browsers and API clients: a request head within 10 s (slowloris,
+/// RELIABILITY T24), keep-alive for a minute, and no client holding more
+/// than a handful of the connections.
+pub const HTTP_DEFAULTS: ListenerDefaults = ListenerDefaults {
+    fd_name: "http",
+    client: Some("nobody"),
+    listen: &["127.0.0.1:8040"],
+    tcp: true,
+    max_connections: 512,
+    max_connections_per_client: 32,
+    handshake_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::from_secs(60),
+};
 
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    pub listen: SocketAddr,
+    pub listener: ListenerSettings,
     /// Without a trailing slash.
     pub public_base_url: String,
     /// `scheme://host[:port]` of the base URL, for the `Origin` check.
@@ -111,11 +123,12 @@ impl Validate for RawHttp {
     type Output = HttpSettings;
 
     fn validate(&self, p: &mut Problems, base_dir: &Path) -> Option<HttpSettings> {
-        let listen = p.check(
-            "http.listen",
-            self.listen.parse::<SocketAddr>().map_err(|e| format!("{e}: write e.g. \"127.0.0.1:8040\"")),
-        );
-        let base = self.public_base_url.clone().unwrap_or_else(|| format!("http://{}", self.listen));
+        let listener = self.listener().validate_as(p, base_dir, "http", &HTTP_DEFAULTS);
+        let first = listener.as_ref().and_then(|l| l.tcp.first().copied());
+        let base = self
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| first.map(|a| format!("http://{a}")).unwrap_or_else(|| "http://localhost".into()));
         let base = base.trim_end_matches('/').to_owned();
         let origin = match origin_of(&base) {
             Some(o) => o,
@@ -152,7 +165,7 @@ impl Validate for RawHttp {
             tokens.push(TokenEntry { name: t.name.clone(), hash, scopes: t.scopes.clone() });
         }
         Some(HttpSettings {
-            listen: listen?,
+            listener: listener?,
             public_base_url: base,
             public_origin: origin,
             trusted_proxies: self.trusted_proxies.clone(),

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod duration;
 pub mod http;
 pub mod identity;
+pub mod listener;
 pub mod mailer;
 pub mod milter;
 pub mod password;
@@ -103,6 +104,9 @@ pub struct Config {
     pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
     pub warnings: Vec<Problem>,
+    /// Keys whose secret is written inline (`Config::load` warns when the
+    /// file is readable by others).
+    pub inline_secrets: Vec<String>,
     /// The file as read, for `check-config` (secrets redacted on output).
     pub raw: RawConfig,
 }
@@ -115,7 +119,23 @@ impl Config {
             problems: vec![Problem { path: "(file)".into(), message: format!("cannot read: {e}") }],
         })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::from_toml(&text, &base_dir, path)
+        let mut config = Self::from_toml(&text, &base_dir, path)?;
+        if let Some(first) = config.inline_secrets.first() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0);
+            if mode & 0o007 != 0 {
+                config.warnings.push(Problem {
+                    path: first.clone(),
+                    message: format!(
+                        "written inline in {}, which every user may read (mode {:04o}): chmod 0640 (group of the \
+                         service) or 0600, or move it to `{first}_file`",
+                        path.display(),
+                        mode & 0o777
+                    ),
+                });
+            }
+        }
+        Ok(config)
     }
 
     /// Parses and validates TOML text; relative paths resolve against `base_dir`.
@@ -197,6 +217,7 @@ impl Config {
                     password,
                     audit: audit.flatten(),
                     warnings: p.warnings,
+                    inline_secrets: p.inline_secrets,
                     raw,
                 })
             }

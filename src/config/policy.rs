@@ -6,13 +6,14 @@
 //! parsed here, once, so the evaluator only sees numbers.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::listener::{ListenerDefaults, ListenerSettings};
 use super::problems::Problems;
 use super::{duration, Validate};
 use crate::identity::Address;
@@ -21,14 +22,12 @@ use crate::policy::{
     DEFAULT_PROFILE,
 };
 
+crate::listener_section! {
+/// `listen` (default `127.0.0.1:10040`) is for `check_policy_service
+/// inet:…`, `unix_socket` for `check_policy_service unix:…`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
-    /// TCP listener for `check_policy_service inet:…`; `""` turns it off.
-    #[serde(default = "default_listen")]
-    pub listen: String,
-    /// UNIX socket for `check_policy_service unix:…`.
-    pub unix_socket: Option<PathBuf>,
     /// Recipients outside these domains are external.
     #[serde(default)]
     pub organisation_domains: Vec<String>,
@@ -77,6 +76,7 @@ pub struct RawPolicy {
     /// Profiles by name; `default` applies to everyone, last.
     #[serde(default)]
     pub profiles: BTreeMap<String, RawProfile>,
+}
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -146,9 +146,19 @@ pub struct RawRateLimit {
     pub name: Option<String>,
 }
 
-fn default_listen() -> String {
-    "127.0.0.1:10040".into()
-}
+/// Postfix keeps a policy connection per smtpd process and closes it
+/// after `smtpd_policy_service_max_idle` (300 s): the idle timeout is
+/// longer, so Postfix closes first.
+pub const POLICY_DEFAULTS: ListenerDefaults = ListenerDefaults {
+    fd_name: "policy",
+    client: Some("Postfix"),
+    listen: &["127.0.0.1:10040"],
+    tcp: true,
+    max_connections: 1024,
+    max_connections_per_client: 0,
+    handshake_timeout: Duration::from_secs(30),
+    idle_timeout: Duration::from_secs(330),
+};
 fn default_mode() -> Mode {
     Mode::Enforce
 }
@@ -172,8 +182,7 @@ fn default_per() -> LimitSubject {
 /// The validated `[policy]` section.
 #[derive(Clone, Debug)]
 pub struct PolicySettings {
-    pub listen: Option<SocketAddr>,
-    pub unix_socket: Option<PathBuf>,
+    pub listener: ListenerSettings,
     pub set: Arc<PolicySet>,
     pub store_error_action: OutageAction,
     pub prepend_header: bool,
@@ -187,16 +196,7 @@ impl Validate for RawPolicy {
     type Output = PolicySettings;
 
     fn validate(&self, p: &mut Problems, base_dir: &Path) -> Option<PolicySettings> {
-        let listen = match self.listen.trim() {
-            "" => None,
-            text => p.check(
-                "policy.listen",
-                text.parse::<SocketAddr>().map_err(|e| format!("{text:?}: {e}; write e.g. \"127.0.0.1:10040\"")),
-            ),
-        };
-        if listen.is_none() && self.unix_socket.is_none() {
-            p.warn("policy", "neither `listen` nor `unix_socket` is set: Postfix cannot reach the policy service");
-        }
+        let listener = self.listener().validate_as(p, base_dir, "policy", &POLICY_DEFAULTS);
         let lists_ttl = duration::parse(p, "policy.lists_ttl", &self.lists_ttl);
         let mut rule_modes = std::collections::HashMap::new();
         for (name, mode) in &self.rule_modes {
@@ -270,12 +270,6 @@ impl Validate for RawPolicy {
                 p.warn(format!("policy.profiles.{name}"), "no group in [policy.groups] maps to this profile");
             }
         }
-        if let Some(path) = &self.unix_socket {
-            let full = base_dir.join(path);
-            if full.parent().is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-                p.error("policy.unix_socket", format!("folder of {} does not exist", full.display()));
-            }
-        }
         let time_zone = p.check("policy.time_zone", super::zone::parse_time_zone(&self.time_zone));
         let mut set = PolicySet::with_default(default?.fields, &[]);
         set.time_zone = time_zone?;
@@ -291,8 +285,7 @@ impl Validate for RawPolicy {
         set.recipient_delimiter = self.recipient_delimiter.clone();
         set.listed_addresses = listed;
         Some(PolicySettings {
-            listen,
-            unix_socket: self.unix_socket.as_ref().map(|s| base_dir.join(s)),
+            listener: listener?,
             set: Arc::new(set),
             store_error_action: self.store_error_action,
             prepend_header: self.prepend_header,

@@ -62,7 +62,8 @@ may_send_external = false
     let policy_warnings: Vec<_> = c.warnings.iter().filter(|w| w.path.starts_with("policy")).collect();
     assert!(policy_warnings.is_empty(), "{policy_warnings:?}");
     let s = c.policy.unwrap();
-    assert_eq!(s.listen, Some("127.0.0.1:10040".parse().unwrap()));
+    assert_eq!(s.listener.tcp, vec!["127.0.0.1:10040".parse::<std::net::SocketAddr>().unwrap()]);
+    assert_eq!(s.listener.socket_mode, 0o660, "sockets are not world-writable by default");
     assert_eq!(s.set.organisation_domains, ["example.com"]);
     let names: Vec<&str> = s.set.profiles.iter().map(|p| &*p.name).collect();
     assert_eq!(names, ["interns", "sales"]);

@@ -23,6 +23,9 @@ impl fmt::Display for Problem {
 pub struct Problems {
     pub errors: Vec<Problem>,
     pub warnings: Vec<Problem>,
+    /// Keys whose secret is written in the file itself (the file must
+    /// then not be readable by others).
+    pub inline_secrets: Vec<String>,
 }
 
 impl Problems {

@@ -43,6 +43,7 @@ pub fn resolve(
         return None;
     }
     let value = if let Some(Redacted(v)) = inline {
+        problems.inline_secrets.push(path.to_owned());
         v.clone()
     } else if let Some(file) = file {
         let full: PathBuf = base_dir.join(file);

@@ -1,50 +1,101 @@
-//! CSRF protection for the change form: a synchronizer token that is also
-//! a one-time nonce (RELIABILITY T20, W1, W2).
+//! CSRF protection for the HTML forms (the password page, the admin
+//! sign-in): a signed double-submit token that is also a one-time nonce
+//! (RELIABILITY T20, W1, W2).
 //!
-//! The GET that renders the form stores a random token in the store and
-//! sets it in a `SameSite=Strict`, `HttpOnly` cookie; the form carries the
-//! same token in a hidden field. A POST is accepted only when the field
-//! equals the cookie *and* the token is still in the store, and the store
-//! entry is deleted on use, so a captured request cannot be replayed and a
-//! token from another browser does not fit this one's cookie.
+//! Rendering a form stores nothing: the token is `expiry.nonce.mac`, an
+//! HMAC-SHA256 under one key per deployment (drawn once, kept in the
+//! store so every instance behind a balancer shares it), set in a
+//! `SameSite=Strict`, `HttpOnly` cookie and repeated in a hidden field.
+//! Anonymous GETs therefore cannot grow the store. A POST is accepted only
+//! when the field equals the cookie, the signature holds, the token has
+//! not expired, and it was not spent before: a signed token is spent on
+//! its first post (a short-lived marker until it would expire anyway), so
+//! a captured request cannot be replayed. Only posts of tokens this
+//! service signed reach the store.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{header, HeaderMap};
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
+use sha2::Sha256;
 
 use crate::store::{Store, StoreError};
 
 pub const COOKIE: &str = "mw_csrf";
 /// How long a rendered form stays usable.
 pub const LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// The signing key's place in the store.
+const KEY: &str = "csrf:key";
+/// Longest token looked at.
+const MAX_TOKEN: usize = 128;
 
-fn key(token: &str) -> String {
-    format!("csrf:password:{token}")
+/// The signing key, read from (or first written to) the store once per
+/// process.
+static SIGNING_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+
+async fn signing_key(store: &Arc<dyn Store>) -> Result<&'static [u8; 32], StoreError> {
+    if let Some(key) = SIGNING_KEY.get() {
+        return Ok(key);
+    }
+    let mut fresh = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut fresh);
+    // The first instance to start writes it; everyone uses that one.
+    store.set_if_absent(KEY, &fresh, None).await?;
+    let stored = store.get(KEY).await?.unwrap_or_default();
+    let key: [u8; 32] = stored
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::Unavailable("the CSRF key in the store is damaged".into()))?;
+    Ok(SIGNING_KEY.get_or_init(|| key))
 }
 
-/// A fresh token, remembered in the store.
+fn mac(key: &[u8; 32], expiry: u64, nonce: &str) -> String {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(format!("csrf|{expiry}|{nonce}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A fresh signed token; nothing is stored.
 pub async fn issue(store: &Arc<dyn Store>) -> Result<String, StoreError> {
-    let mut bytes = [0u8; 32];
+    let key = signing_key(store).await?;
+    let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    store.set(&key(&token), b"1", Some(LIFETIME)).await?;
-    Ok(token)
+    let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let expiry = now_secs() + LIFETIME.as_secs();
+    Ok(format!("{expiry}.{nonce}.{}", mac(key, expiry, &nonce)))
 }
 
-/// True when `form` and `cookie` carry the same live token; the token is
-/// used up either way.
+/// The nonce and remaining lifetime of a token this service signed and
+/// that has not expired.
+fn verify<'a>(key: &[u8; 32], token: &'a str, now: u64) -> Option<(&'a str, Duration)> {
+    if token.len() > MAX_TOKEN {
+        return None;
+    }
+    let mut parts = token.splitn(3, '.');
+    let (expiry, nonce, tag) = (parts.next()?, parts.next()?, parts.next()?);
+    let expiry: u64 = expiry.parse().ok()?;
+    if !subtle_eq(&mac(key, expiry, nonce), tag) || expiry <= now {
+        return None;
+    }
+    Some((nonce, Duration::from_secs(expiry - now)))
+}
+
+/// True when `form` and `cookie` carry the same live token that was not
+/// spent before; a signed token is spent either way.
 async fn consume(store: &Arc<dyn Store>, form: Option<&str>, cookie: Option<&str>) -> Result<bool, StoreError> {
     let Some(form) = form else { return Ok(false) };
-    if form.is_empty() || form.len() > 64 || !form.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Ok(false);
-    }
+    let key = signing_key(store).await?;
+    let Some((nonce, left)) = verify(key, form, now_secs()) else { return Ok(false) };
     // A token shown once, in any attempt, is spent.
-    let live = store.delete(&key(form)).await?;
-    Ok(live && cookie.is_some_and(|c| subtle_eq(form, c)))
+    let first_use = store.set_if_absent(&format!("csrf:spent:{nonce}"), b"1", Some(left)).await?;
+    Ok(first_use && cookie.is_some_and(|c| subtle_eq(form, c)))
 }
 
 /// What a posted form's CSRF check found.
@@ -123,6 +174,16 @@ mod tests {
         assert!(!consume(&store, Some(&c), None).await.unwrap(), "no cookie");
         assert!(!consume(&store, Some(&c), Some(&c)).await.unwrap(), "spent by the try without a cookie");
         assert!(!consume(&store, Some("x%00"), Some("x%00")).await.unwrap());
+        // Forged, tampered, expired.
+        let d = issue(&store).await.unwrap();
+        let forged = format!("{}.AAAA", d.rsplit_once('.').unwrap().0);
+        assert!(!consume(&store, Some(&forged), Some(&forged)).await.unwrap());
+        let key = signing_key(&store).await.unwrap();
+        let (nonce, left) = verify(key, &d, now_secs()).unwrap();
+        assert!(left <= LIFETIME && !nonce.is_empty());
+        assert!(verify(key, &d, now_secs() + LIFETIME.as_secs() + 1).is_none(), "expired");
+        let later = format!("{}{}", d.split('.').next().unwrap(), 9);
+        assert!(verify(key, &format!("{later}.{}", d.split_once('.').unwrap().1), now_secs()).is_none());
         assert_eq!(from_cookie_header("a=1; mw_csrf=tok; b=2"), Some("tok"));
         assert_eq!(from_cookie_header("mw_csrfx=tok"), None);
     }

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod connection;
 pub mod csrf;
 mod layout;
 pub mod ops;
@@ -29,10 +30,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use crate::auth::Authenticator;
+use crate::config::listener::ListenerSettings;
 use crate::config::HttpSettings;
 use crate::identity::IdentityCache;
 use crate::password::PasswordService;
 use crate::policy_service::PolicyService;
+use crate::protocols::accept::{self, Limits};
+use crate::protocols::bind::Bound;
+use crate::serve::activation::Inherited;
 use crate::serve::{App, ServeError, Shutdown};
 use crate::store::Store;
 use api::tokens::TokenVerifier;
@@ -122,33 +127,55 @@ async fn timing(request: Request, next: Next) -> Response {
     response
 }
 
-/// Binds `[http] listen` and serves until shutdown. Registered in
+/// The HTTP (or HTTPS) front end, its sockets bound. Started in
 /// `serve::run`.
-pub async fn start(
+pub struct HttpServer {
+    bound: Bound,
+    limits: Arc<Limits>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
     app: App,
-    settings: HttpSettings,
-    auth: Option<Arc<Authenticator>>,
-    mut shutdown: Shutdown,
-) -> Result<(), ServeError> {
-    let listen_error = |source| ServeError::Listen { address: settings.listen.to_string(), source };
-    let tls = match &settings.tls {
-        Some(files) => Some(tls::acceptor(files).map_err(|e| listen_error(std::io::Error::other(e.to_string())))?),
-        None => None,
-    };
-    let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(listen_error)?;
-    tracing::info!(listen = %settings.listen, base = %settings.public_base_url, tls = tls.is_some(), "HTTP listener ready");
-    let state = HttpState::from_app(&app, &settings, auth);
-    tokio::spawn(ops::watch_health(app.directory.clone(), app.store.clone(), shutdown.clone()));
-    let app = router(state);
-    match tls {
-        Some(acceptor) => {
-            tls::serve(listener, acceptor, app, shutdown).await;
-            Ok(())
-        }
-        None => axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { shutdown.wait().await })
-            .await
-            .map_err(listen_error),
+}
+
+impl HttpServer {
+    /// Reads the certificate (HTTPS), binds `listener` (or takes the
+    /// sockets systemd passed as `http`) and builds the router.
+    pub fn open(
+        app: &App,
+        settings: &HttpSettings,
+        listener: &ListenerSettings,
+        inherited: &mut Inherited,
+        auth: Option<Arc<Authenticator>>,
+    ) -> Result<Self, ServeError> {
+        let tls = match &settings.tls {
+            Some(files) => Some(tls::acceptor(files).map_err(|e| ServeError::Listen {
+                address: files.cert.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?),
+            None => None,
+        };
+        let bound = Bound::open(listener, inherited)?;
+        tracing::info!(base = %settings.public_base_url, tls = tls.is_some(), "HTTP listener ready");
+        // Connections of trusted proxies carry many clients: no per-client cap.
+        let limits = Limits::new(listener, settings.trusted_proxies.clone());
+        let router = router(HttpState::from_app(app, settings, auth));
+        Ok(Self { bound, limits, tls, router, app: app.clone() })
+    }
+
+    /// The TCP address actually bound.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.bound.local_addr()
+    }
+
+    /// Serves until shutdown, then lets requests in flight finish.
+    pub async fn serve(self, shutdown: Shutdown) -> Result<(), ServeError> {
+        tokio::spawn(ops::watch_health(self.app.directory.clone(), self.app.store.clone(), shutdown.clone()));
+        let (tls, router) = (self.tls, self.router);
+        accept::serve(self.bound, self.limits, shutdown, "http", move |conn| {
+            connection::serve(conn, tls.clone(), router.clone())
+        })
+        .await;
+        Ok(())
     }
 }
 

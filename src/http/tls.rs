@@ -1,27 +1,17 @@
 //! HTTPS for the HTTP listener: rustls 0.23 (ring) through tokio-rustls,
-//! HTTP/1.1 through hyper, the same router as plain HTTP. Certificates
-//! are read once at start (a restart picks up a renewed one).
+//! HTTP/1.1 through hyper, the same router, accept loop and deadlines as
+//! plain HTTP ([`super::connection`]). Certificates are read once at start
+//! (a restart picks up a renewed one).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use axum::Router;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio_rustls::rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
-use tower::Service;
 
 use crate::config::http::TlsFiles;
-use crate::serve::Shutdown;
-
-/// A client that does not finish its handshake in this time is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -68,45 +58,4 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts TLS connections until shutdown; each connection finishes its
-/// current request before closing.
-pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, app: Router, mut shutdown: Shutdown) {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off, keep listening.
-                    tracing::warn!(error = %e, "HTTPS accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => return,
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
-                return;
-            };
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                let mut app = app.clone();
-                async move { app.call(req.map(axum::body::Body::new)).await }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.wait() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
 }

@@ -411,38 +411,6 @@ impl PolicyService {
     }
 }
 
-/// Reloads the `[policy]` part of `file` on every SIGHUP (`hup`, installed
-/// by the caller before the service reports ready). A file with errors is
-/// refused (each logged) and the old policy keeps serving.
-pub async fn reload_on_sighup(mut hup: tokio::signal::unix::Signal, service: PolicyService, file: std::path::PathBuf) {
-    while hup.recv().await.is_some() {
-        match reload_from_file(&service, &file) {
-            Ok(()) => tracing::info!(file = %file.display(), "policy reloaded"),
-            Err(e) => tracing::error!("policy reload refused, the previous policy keeps serving: {e}"),
-        }
-    }
-}
-
-/// Validates `file` and, when it is sound and has a `[policy]` section,
-/// swaps its policy in.
-pub fn reload_from_file(service: &PolicyService, file: &std::path::Path) -> Result<(), crate::config::ConfigError> {
-    let config = crate::config::Config::load(file)?;
-    let Some(policy) = config.policy else {
-        return Err(crate::config::ConfigError {
-            file: file.display().to_string(),
-            problems: vec![crate::config::Problem {
-                path: "policy".into(),
-                message: "section removed; restart to turn the policy service off".into(),
-            }],
-        });
-    };
-    for w in &config.warnings {
-        tracing::warn!(key = %w.path, "{}", w.message);
-    }
-    service.reload(policy);
-    Ok(())
-}
-
 /// What `decide` learned, for the audit record.
 #[derive(Default)]
 struct Trace {

@@ -2,7 +2,9 @@
 //! formats; none decides anything itself.
 
 pub mod accept;
+pub mod bind;
 pub mod dovecot_auth;
 pub mod milter;
 pub mod policy_delegation;
 pub mod saslauthd;
+pub mod timed;

@@ -5,13 +5,18 @@
 //! they exist before mailwarrant starts and survive its restarts, so
 //! Postfix never finds the auth socket missing and connections made
 //! during a restart wait in the backlog instead of failing. Sockets are
-//! matched to front ends by `FileDescriptorName=`; a socket without a name
-//! (or named `dovecot-auth`) goes to the Dovecot auth front end.
-//! The `unsafe` fd adoption lives in the `listenfd` crate.
+//! matched to front ends by `FileDescriptorName=`: `dovecot-auth`,
+//! `saslauthd`, `policy`, `milter`, `http` (HTTPS too, when `[http]` has
+//! a certificate) and `ops`; a front end with sockets from systemd binds
+//! none of its configured addresses. A socket without a name goes to the
+//! Dovecot auth front end. The `unsafe` fd adoption lives in the
+//! `listenfd` crate.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
+
+use crate::config::auth::FD_NAME_DOVECOT;
 
 /// systemd's name for a socket without `FileDescriptorName=`.
 const UNNAMED: &str = "unknown";
@@ -50,10 +55,26 @@ impl Inherited {
         inherited
     }
 
+    /// Whether sockets named `name` (or unnamed ones, for Dovecot auth)
+    /// are waiting to be taken.
+    pub fn has(&self, name: &str) -> bool {
+        let named = |n: &str| self.tcp.contains_key(n) || self.unix.contains_key(n);
+        named(name) || (name == FD_NAME_DOVECOT && named(UNNAMED))
+    }
+
+    /// Names of sockets no front end took (a typo in a socket unit, or a
+    /// section missing from the config).
+    pub fn leftover(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tcp.keys().chain(self.unix.keys()).cloned().collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// TCP sockets for a front end; unnamed ones count as Dovecot auth.
     pub fn take_tcp(&mut self, name: &str) -> Vec<TcpListener> {
         let mut found = self.tcp.remove(name).unwrap_or_default();
-        if name == super::auth::FD_NAME_DOVECOT {
+        if name == FD_NAME_DOVECOT {
             found.extend(self.tcp.remove(UNNAMED).unwrap_or_default());
         }
         found
@@ -61,7 +82,7 @@ impl Inherited {
 
     pub fn take_unix(&mut self, name: &str) -> Vec<UnixListener> {
         let mut found = self.unix.remove(name).unwrap_or_default();
-        if name == super::auth::FD_NAME_DOVECOT {
+        if name == FD_NAME_DOVECOT {
             found.extend(self.unix.remove(UNNAMED).unwrap_or_default());
         }
         found

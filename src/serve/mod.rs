@@ -6,6 +6,9 @@
 
 pub mod activation;
 pub mod auth;
+pub mod budget;
+pub mod budget_plan;
+pub mod reload;
 pub mod shutdown;
 
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use crate::reminders;
 use crate::store::redis::RedisStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
+use activation::Inherited;
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 /// Why the service could not start or stopped with an error.
@@ -39,6 +43,10 @@ pub enum ServeError {
     Audit(#[from] crate::audit_log::AuditError),
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
+    #[error("{0}")]
+    Budget(#[from] budget::BudgetError),
+    #[error("cannot install the {0} handler: {1}")]
+    Signal(&'static str, std::io::Error),
 }
 
 /// What every front end shares.
@@ -82,23 +90,37 @@ pub fn open_store(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 }
 
 /// Runs every front end until `shutdown` fires, then waits for them to
-/// drain.
+/// drain. Raises the open-file limit, fits every listener's cap into it,
+/// takes the sockets systemd passed, and reloads on SIGHUP.
 pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hup = signal(SignalKind::hangup()).map_err(|e| ServeError::Signal("SIGHUP", e))?;
+    let limit = budget::raise_descriptor_limit();
+    let mut inherited = Inherited::from_env();
+    let plan = budget_plan::Plan::new(&app.config, &inherited, limit)?;
     let mut front_ends: JoinSet<Result<(), ServeError>> = JoinSet::new();
     // Front ends register here, one line each.
-    if let (Some(service), Some(settings)) = (&app.policy, &app.config.policy) {
-        front_ends.spawn(PolicyListeners::bind(settings).await?.serve(service.clone(), shutdown.clone()));
+    if let (Some(service), Some(listener)) = (&app.policy, plan.get("policy")) {
+        front_ends.spawn(PolicyListeners::open(listener, &mut inherited)?.serve(service.clone(), shutdown.clone()));
     }
-    if let (Some(service), Some(settings)) = (&app.policy, &app.config.milter) {
-        front_ends.spawn(MilterListeners::bind(settings).await?.serve(service.clone(), shutdown.clone()));
+    if let (Some(service), Some(settings), Some(listener)) = (&app.policy, &app.config.milter, plan.get("milter")) {
+        let milter = MilterListeners::open(settings, listener, &mut inherited)?;
+        front_ends.spawn(milter.serve(service.clone(), shutdown.clone()));
     }
-    let authenticator = auth::start(&app, &shutdown, &mut front_ends)?;
+    let authenticator = auth::start(&app, &plan, &mut inherited, &shutdown, &mut front_ends)?;
     if app.config.reminders.is_some() {
         front_ends.spawn(reminders::schedule::run_daily(app.clone(), shutdown.clone()));
     }
-    if let Some(http) = app.config.http.clone() {
-        front_ends.spawn(crate::http::start(app.clone(), http, Some(authenticator.clone()), shutdown.clone()));
+    if let (Some(http), Some(listener)) = (app.config.http.clone(), plan.get("http")) {
+        let server = crate::http::HttpServer::open(&app, &http, listener, &mut inherited, Some(authenticator.clone()))?;
+        front_ends.spawn(server.serve(shutdown.clone()));
     }
+    for name in inherited.leftover() {
+        tracing::warn!(fd_name = %name, "a socket from systemd matches no configured front end; it is not served");
+    }
+    let reloader =
+        reload::Reloader::new(app.config.clone(), authenticator.clone(), app.policy.clone(), app.identities.clone());
+    front_ends.spawn(reload::on_sighup(hup, reloader, shutdown.clone()));
 
     tracing::info!(directory = app.directory.kind(), front_ends = front_ends.len(), "mailwarrant ready");
     let mut stop = shutdown.clone();

@@ -32,7 +32,7 @@ impl Server {
             format!(
                 "{}\n[store]\npath = \"state.sqlite\"\n[auth]\nfailure_delay = \"10ms\"\n\
                  [auth.throttle]\nper_login = 1000000\nper_client = 1000000\n\
-                 [auth.dovecot]\nlisten = []\n[auth.saslauthd]\nsocket = {socket:?}\n",
+                 [auth.dovecot]\nlisten = []\n[auth.saslauthd]\nunix_socket = {socket:?}\n",
                 demo_ldif_directory()
             ),
         )

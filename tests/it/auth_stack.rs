@@ -40,8 +40,8 @@ impl Stack {
         let text = format!(
             "{directory}\n[store]\npath = \"state.sqlite\"\n[auth]\n{delay}\
              self_service_url = \"https://mail.example.com/password\"\n{auth_extra}\n\
-             [auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nsocket = {dovecot_socket:?}\nsocket_mode = \"0666\"\n\
-             [auth.saslauthd]\nsocket = {saslauthd_socket:?}\nsocket_mode = \"0666\"\n"
+             [auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nunix_socket = {dovecot_socket:?}\nsocket_mode = \"0666\"\n\
+             [auth.saslauthd]\nunix_socket = {saslauthd_socket:?}\nsocket_mode = \"0666\"\n"
         );
         let file = dir.path().join("mailwarrant.toml");
         std::fs::write(&file, &text).unwrap();

@@ -72,7 +72,7 @@ async fn rig_with(tls: bool) -> Rig {
         String::new()
     };
     let text = format!(
-        "{}\n[auth]\nfailure_delay = \"0s\"\n[auth.dovecot]\nlisten = []\n[auth.saslauthd]\nsocket = \"mux\"\n[store]\npath = \"s.sqlite\"\n\
+        "{}\n[auth]\nfailure_delay = \"0s\"\n[auth.dovecot]\nlisten = []\n[auth.saslauthd]\nunix_socket = \"mux\"\n[store]\npath = \"s.sqlite\"\n\
          [audit]\npath = \"audit.jsonl\"\n\
          [policy]\nlisten = \"127.0.0.1:0\"\nunix_socket = \"policy.sock\"\norganisation_domains = [\"example.com\"]\ngroups = {{ sales = \"sales\" }}\n\
          [policy.profiles.default]\nrequire_sender_match = true\nmay_send_to_lists = false\n\

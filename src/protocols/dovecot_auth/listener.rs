@@ -1,27 +1,25 @@
 //! Sockets for the Dovecot auth protocol: TCP and UNIX listeners, one task
 //! per connection.
 //!
-//! A connection permit is taken *before* accept, so a flood waits in the
-//! kernel backlog instead of growing memory. Requests on one connection
-//! are answered in order (the failure delay of one does not reorder
-//! replies); different connections never wait for each other, and a bad
-//! line closes only its own connection. On shutdown, listeners stop
-//! accepting, each connection finishes the request in hand and closes.
+//! Connections come through the shared accept loop (its cap, deadlines
+//! and drain). Requests on one connection are answered in order (the
+//! failure delay of one does not reorder replies); different connections
+//! never wait for each other, and a bad line closes only its own
+//! connection. On shutdown, listeners stop accepting, each connection
+//! finishes the request in hand (even one half received) and closes.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
 
 use super::codec::{decode, encode, DecodeError, MAX_LINE};
 use super::session::{Session, Step};
 use crate::auth::Authenticator;
-use crate::config::auth::{DovecotListenerSettings, TempFailStyle};
-
-use crate::protocols::accept;
+use crate::config::auth::TempFailStyle;
+use crate::protocols::accept::{self, Limits};
+use crate::protocols::bind::Bound;
 use crate::serve::Shutdown;
 
 /// Bytes read at a time (a Postfix AUTH line is about 150).
@@ -31,34 +29,20 @@ const READ_CHUNK: usize = 1024;
 pub struct DovecotAuthServer {
     auth: Arc<Authenticator>,
     temp_fail: TempFailStyle,
-    permits: Arc<Semaphore>,
     spid: u32,
     next_cuid: AtomicU32,
 }
 
 impl DovecotAuthServer {
-    pub fn new(auth: Arc<Authenticator>, settings: &DovecotListenerSettings) -> Arc<Self> {
-        Arc::new(Self {
-            auth,
-            temp_fail: settings.temp_fail,
-            permits: Arc::new(Semaphore::new(settings.max_connections)),
-            spid: std::process::id(),
-            next_cuid: AtomicU32::new(1),
-        })
+    pub fn new(auth: Arc<Authenticator>, temp_fail: TempFailStyle) -> Arc<Self> {
+        Arc::new(Self { auth, temp_fail, spid: std::process::id(), next_cuid: AtomicU32::new(1) })
     }
 
-    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        self.serve_on(listener, shutdown).await
-    }
-
-    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, shutdown: Shutdown) {
-        self.serve_on(listener, shutdown).await
-    }
-
-    async fn serve_on<L: accept::Listener>(self: Arc<Self>, listener: L, shutdown: Shutdown) {
-        let permits = self.permits.clone();
-        accept::serve(listener, permits, shutdown, "dovecot_auth", |stream, shutdown| {
+    /// Serves `bound` until shutdown and the drain after it.
+    pub async fn serve(self: Arc<Self>, bound: Bound, limits: Arc<Limits>, shutdown: Shutdown) {
+        accept::serve(bound, limits, shutdown, "dovecot_auth", move |conn| {
             let this = self.clone();
+            let (stream, shutdown) = conn.timed();
             async move { this.serve_connection(stream, shutdown).await }
         })
         .await
@@ -107,13 +91,20 @@ impl DovecotAuthServer {
             // Straight into the buffer: a connection waiting out a failure
             // delay holds no read chunk besides it.
             buf.reserve(READ_CHUNK);
-            tokio::select! {
-                r = stream.read_buf(&mut buf) => match r {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                },
-                _ = shutdown.wait() => return,
+            let read = if buf.is_empty() {
+                tokio::select! {
+                    r = stream.read_buf(&mut buf) => r,
+                    _ = shutdown.wait() => return,
+                }
+            } else {
+                // A line has begun: it is answered, shutdown or not (the
+                // stream's deadlines bound the wait).
+                stream.read_buf(&mut buf).await
             };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
             // The decoder caps lines; this only bounds the buffer while
             // waiting for the LF.
             if buf.len() > 2 * MAX_LINE && !buf.contains(&b'\n') {

@@ -1,43 +1,41 @@
-//! The saslauthd socket: one task per connection, one request each.
+//! The saslauthd socket: one task per connection, one request each,
+//! through the shared accept loop (its cap, deadlines and drain).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 
 use super::codec::{decode, encode_reply, DecodeError, MAX_REQUEST};
 use crate::auth::{AuthRequest, Authenticator, Protocol};
+use crate::protocols::accept::{self, Limits};
+use crate::protocols::bind::Bound;
 use crate::serve::Shutdown;
 
-/// A client has this long to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_CONNECTIONS: usize = 1024;
 const MALFORMED_TEXT: &str = "Malformed request";
 
 pub struct SaslauthdServer {
     auth: Arc<Authenticator>,
-    permits: Arc<Semaphore>,
 }
 
 impl SaslauthdServer {
     pub fn new(auth: Arc<Authenticator>) -> Arc<Self> {
-        Arc::new(Self { auth, permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)) })
+        Arc::new(Self { auth })
     }
 
-    pub async fn serve_unix(self: Arc<Self>, listener: UnixListener, shutdown: Shutdown) {
-        let permits = self.permits.clone();
-        crate::protocols::accept::serve(listener, permits, shutdown, "saslauthd", |stream, _| {
+    /// Serves `bound` until shutdown and the drain after it.
+    pub async fn serve(self: Arc<Self>, bound: Bound, limits: Arc<Limits>, shutdown: Shutdown) {
+        accept::serve(bound, limits, shutdown, "saslauthd", move |conn| {
             let this = self.clone();
-            async move { this.serve_connection(stream).await }
+            let (stream, shutdown) = conn.timed();
+            async move { this.serve_connection(stream, shutdown).await }
         })
         .await
     }
 
-    /// Reads one request, answers, closes.
-    pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) {
+    /// Reads one request, answers, closes. A client that has sent nothing
+    /// when shutdown comes is closed; a request begun is answered.
+    pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S, mut shutdown: Shutdown) {
         let mut buf = Vec::with_capacity(256);
         let request = loop {
             match decode(&buf) {
@@ -47,8 +45,16 @@ impl SaslauthdServer {
                 Err(DecodeError::Incomplete) => {}
             }
             let mut chunk = [0u8; 2048];
-            match tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            let read = if buf.is_empty() {
+                tokio::select! {
+                    r = stream.read(&mut chunk) => r,
+                    _ = shutdown.wait() => return,
+                }
+            } else {
+                stream.read(&mut chunk).await
+            };
+            match read {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
                 _ => return,
             }
         };

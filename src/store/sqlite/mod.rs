@@ -116,6 +116,17 @@ impl Drop for Inner {
     }
 }
 
+/// Creates an empty database file readable by its owner only, unless it
+/// exists (an admin may have chosen 0640 with the service group).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the database and starts the worker,
     /// with `synchronous=FULL`.
@@ -123,8 +134,11 @@ impl SqliteStore {
         Self::open_with(path, Synchronous::Full)
     }
 
-    /// Opens with the given durability (`[store] synchronous`).
+    /// Opens with the given durability (`[store] synchronous`). A new
+    /// file is created 0600 (it holds password-history hashes and
+    /// sessions); SQLite gives its WAL and SHM files the same mode.
     pub fn open_with(path: &Path, synchronous: Synchronous) -> Result<Self> {
+        create_private(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         init(&conn, synchronous).map_err(backend)?;
         let counters = Arc::new(load_counters(&conn).map_err(backend)?);
