@@ -18,6 +18,7 @@ mod auth_saslauthd_battery;
 mod auth_stack;
 mod cli;
 mod config;
+mod frontdoor;
 mod http_admin;
 mod http_api;
 mod ldap;
