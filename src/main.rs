@@ -102,6 +102,14 @@ enum Command {
     /// Read a password from standard input and print its `{ARGON2}` hash,
     /// for LDIF directories.
     HashPassword,
+    /// Make an API token `ID.SECRET` and print it with its
+    /// `[[http.tokens]]` entry (the id picks the entry, so invented tokens
+    /// cost no hash).
+    NewToken {
+        /// The public key id (letters, digits, '-', '_'), e.g. `webmail`.
+        #[arg(long)]
+        id: String,
+    },
     /// Print the JSON Schema of the config file.
     #[command(hide = true)]
     ConfigSchema,
@@ -134,6 +142,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::HashPassword => hash_password(),
+        Command::NewToken { id } => {
+            if id.is_empty()
+                || id.len() > 32
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                bail!("--id: 1 to 32 letters, digits, '-' or '_'");
+            }
+            let (token, hash) = mailwarrant::http::api::tokens::new_token(&id);
+            eprintln!("the token (give it to the client; it is not shown again):");
+            println!("{token}");
+            eprintln!("\nits entry for the config file:");
+            println!("\n[[http.tokens]]\nname = \"{id}\"\nid = \"{id}\"\nhash = \"{hash}\"\nscopes = [\"lookup\"]");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { config } => {
             let config = Config::load(&config)?;
             runtime()?.block_on(serve(config))?;

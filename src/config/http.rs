@@ -50,7 +50,15 @@ pub struct RawHttp {
 pub struct RawToken {
     /// Who holds it, for logs and the audit trail.
     pub name: String,
-    /// The argon2 PHC string of the token, optionally `{ARGON2}`-prefixed.
+    /// The token's public key id: tokens are written `ID.SECRET`, and the
+    /// id picks the one entry to check, so an invented token costs no
+    /// hash at all. `mailwarrant new-token --id NAME` makes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `sha256:<hex>` of the whole token (from `mailwarrant new-token`;
+    /// enough for a random 256-bit secret), or the argon2 PHC string of
+    /// the token (`mailwarrant hash-password`), optionally
+    /// `{ARGON2}`-prefixed.
     pub hash: String,
     /// `auth` (POST /v1/auth), `lookup` (identities, addresses, policy,
     /// password checks), `admin` (everything, and the admin pages).
@@ -80,10 +88,23 @@ impl Scope {
 #[derive(Clone, Debug)]
 pub struct TokenEntry {
     pub name: String,
-    /// The PHC string, without an `{ARGON2}` prefix.
-    pub hash: String,
+    /// The public key id (`ID.SECRET` tokens).
+    pub id: Option<String>,
+    pub hash: TokenHash,
     pub scopes: Vec<Scope>,
 }
+
+/// How a token is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenHash {
+    /// The PHC string, without an `{ARGON2}` prefix.
+    Argon2(String),
+    /// SHA-256 of the whole token.
+    Sha256([u8; 32]),
+}
+
+/// Longest key id.
+const MAX_TOKEN_ID: usize = 32;
 
 /// HTTPS material.
 #[derive(Clone, Debug)]
@@ -154,15 +175,55 @@ impl Validate for RawHttp {
             if t.name.trim().is_empty() || self.tokens[..i].iter().any(|o| o.name == t.name) {
                 p.error(format!("{at}.name"), "must be set and unique");
             }
-            let hash = t.hash.strip_prefix("{ARGON2}").unwrap_or(&t.hash).to_owned();
-            match argon2::PasswordHash::new(&hash) {
-                Ok(h) if h.algorithm.as_str().starts_with("argon2") => {}
-                _ => p.error(format!("{at}.hash"), "must be an argon2 PHC string (mailwarrant hash-password)"),
+            let hash = match t.hash.strip_prefix("sha256:") {
+                Some(hex) => match decode_hex32(hex) {
+                    Some(digest) => Some(TokenHash::Sha256(digest)),
+                    None => {
+                        p.error(format!("{at}.hash"), "sha256: must be followed by 64 hex digits");
+                        None
+                    }
+                },
+                None => {
+                    let phc = t.hash.strip_prefix("{ARGON2}").unwrap_or(&t.hash).to_owned();
+                    match argon2::PasswordHash::new(&phc) {
+                        Ok(h) if h.algorithm.as_str().starts_with("argon2") => Some(TokenHash::Argon2(phc)),
+                        _ => {
+                            p.error(
+                                format!("{at}.hash"),
+                                "must be sha256:<hex> (mailwarrant new-token) or an argon2 PHC string",
+                            );
+                            None
+                        }
+                    }
+                }
+            };
+            match &t.id {
+                Some(id)
+                    if id.is_empty()
+                        || id.len() > MAX_TOKEN_ID
+                        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    p.error(format!("{at}.id"), "1 to 32 letters, digits, '-' or '_'")
+                }
+                Some(id) if self.tokens[..i].iter().any(|o| o.id.as_ref() == Some(id)) => {
+                    p.error(format!("{at}.id"), "must be unique")
+                }
+                Some(_) => {}
+                None => p.warn(
+                    format!("{at}.id"),
+                    "not set: every invented token is then checked against this entry with argon2; \
+                     issue a token with `mailwarrant new-token --id NAME` and replace this entry",
+                ),
+            }
+            if matches!(hash, Some(TokenHash::Sha256(_))) && t.id.is_none() {
+                p.error(format!("{at}.id"), "a sha256 token needs its id (tokens are written ID.SECRET)");
             }
             if t.scopes.is_empty() {
                 p.error(format!("{at}.scopes"), "name at least one of auth, lookup, admin");
             }
-            tokens.push(TokenEntry { name: t.name.clone(), hash, scopes: t.scopes.clone() });
+            if let Some(hash) = hash {
+                tokens.push(TokenEntry { name: t.name.clone(), id: t.id.clone(), hash, scopes: t.scopes.clone() });
+            }
         }
         Some(HttpSettings {
             listener: listener?,
@@ -174,6 +235,19 @@ impl Validate for RawHttp {
             admin_group: self.admin_group.clone().filter(|g| !g.trim().is_empty()),
         })
     }
+}
+
+/// 32 bytes from 64 hex digits.
+fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// `https://host:port` of an absolute URL, lowercased.

@@ -119,7 +119,7 @@ fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_old_one() {
     assert!(
         mailwarrant::testkit::wait_until(std::time::Duration::from_secs(20), || rig
             .log()
-            .contains("policy reload refused")),
+            .contains("configuration not reloaded")),
         "{}",
         rig.log()
     );

@@ -69,11 +69,11 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Who is signed in: the token name, or `None`.
-async fn signed_in(s: &HttpState, headers: &HeaderMap) -> Result<Option<String>, Response> {
+async fn signed_in(s: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> Result<Option<String>, Response> {
     if let Some(token) =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
     {
-        return Ok(match s.tokens.verify(token.trim()).await {
+        return Ok(match s.tokens.verify(token.trim(), s.client(peer, headers)).await {
             Some(g) if g.allows(Scope::Admin) => Some(g.name.clone()),
             _ => None,
         });
@@ -93,8 +93,8 @@ async fn signed_in(s: &HttpState, headers: &HeaderMap) -> Result<Option<String>,
 
 /// The page, or the way to the sign-in form.
 macro_rules! require_admin {
-    ($s:expr, $headers:expr) => {
-        match signed_in(&$s, &$headers).await {
+    ($s:expr, $headers:expr, $peer:expr) => {
+        match signed_in(&$s, &$headers, $peer).await {
             Ok(Some(name)) => name,
             Ok(None) => return Redirect::to(&format!("{}/admin/login", base(&$s))).into_response(),
             Err(r) => return r,
@@ -102,8 +102,12 @@ macro_rules! require_admin {
     };
 }
 
-async fn overview(State(s): State<HttpState>, headers: HeaderMap) -> Response {
-    require_admin!(s, headers);
+async fn overview(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    require_admin!(s, headers, peer);
     let mut rows = Vec::new();
     if let Some(policy) = &s.policy {
         let settings = policy.settings();
@@ -143,8 +147,13 @@ struct UserQuery {
     login: String,
 }
 
-async fn user(State(s): State<HttpState>, headers: HeaderMap, Query(q): Query<UserQuery>) -> Response {
-    require_admin!(s, headers);
+async fn user(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<UserQuery>,
+) -> Response {
+    require_admin!(s, headers, peer);
     let typed = q.login.trim();
     if typed.is_empty() {
         return html(StatusCode::OK, view::user_form(base(&s), "", None));
@@ -229,7 +238,7 @@ async fn login(
             }
         }
     } else {
-        let grant = s.tokens.verify(token.trim()).await;
+        let grant = s.tokens.verify(token.trim(), s.client(peer, &headers)).await;
         let Some(grant) = grant.filter(|g| g.allows(Scope::Admin)) else {
             tracing::warn!(target: "audit", event = "admin.sign_in_refused", method = "token");
             return form_page(&s, StatusCode::UNAUTHORIZED, Some("That is not an admin token.")).await;

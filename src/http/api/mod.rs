@@ -79,7 +79,12 @@ impl FromRequestParts<HttpState> for Caller {
         let Some(token) = presented else {
             return Err(ApiError::new(Code::Unauthenticated, "send Authorization: Bearer <token>"));
         };
-        match state.tokens.verify(token).await {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        match state.tokens.verify(token, state.client(peer, &parts.headers)).await {
             Some(grant) => Ok(Caller(grant)),
             None => Err(ApiError::new(Code::Unauthenticated, "unknown token")),
         }
