@@ -41,6 +41,11 @@ pub struct RawHttp {
     /// Members of this directory group (direct or nested) may also sign
     /// in to the admin pages with their own login and password.
     pub admin_group: Option<String>,
+    /// `/metrics` only with a bearer token of scope `lookup` (or `admin`).
+    /// `/readyz` tells anonymous callers only ready or not either way;
+    /// a token sees which component is down.
+    #[serde(default)]
+    pub ops_require_token: bool,
 }
 }
 
@@ -138,6 +143,7 @@ pub struct HttpSettings {
     pub tls: Option<TlsFiles>,
     pub tokens: Vec<TokenEntry>,
     pub admin_group: Option<String>,
+    pub ops_require_token: bool,
 }
 
 impl Validate for RawHttp {
@@ -233,6 +239,7 @@ impl Validate for RawHttp {
             tls,
             tokens,
             admin_group: self.admin_group.clone().filter(|g| !g.trim().is_empty()),
+            ops_require_token: self.ops_require_token,
         })
     }
 }
@@ -248,6 +255,15 @@ fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
         out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some(out)
+}
+
+impl HttpSettings {
+    /// The settings of an absent `[http]` (the `[ops]` listener without
+    /// the pages and the API): defaults, no tokens.
+    pub fn defaults() -> HttpSettings {
+        let raw: RawHttp = toml::from_str("public_base_url = \"http://localhost\"").expect("an empty [http] parses");
+        raw.validate(&mut Problems::default(), Path::new(".")).expect("the [http] defaults are valid")
+    }
 }
 
 /// `https://host:port` of an absolute URL, lowercased.

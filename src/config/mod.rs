@@ -15,6 +15,7 @@ pub mod identity;
 pub mod listener;
 pub mod mailer;
 pub mod milter;
+pub mod ops;
 pub mod password;
 pub mod policy;
 pub mod problems;
@@ -43,8 +44,20 @@ pub use reminders::ReminderSettings;
 pub use store::StoreSettings;
 
 /// The top-level tables a config file may have.
-const SECTIONS: &[&str] =
-    &["directory", "identity", "store", "auth", "mailer", "reminders", "policy", "http", "password", "audit", "milter"];
+const SECTIONS: &[&str] = &[
+    "directory",
+    "identity",
+    "store",
+    "auth",
+    "mailer",
+    "reminders",
+    "policy",
+    "http",
+    "password",
+    "audit",
+    "milter",
+    "ops",
+];
 
 /// A raw section that turns into runtime settings.
 pub trait Validate {
@@ -82,6 +95,10 @@ pub struct RawConfig {
     /// The milter front end (header From, attachments); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub milter: Option<milter::RawMilter>,
+    /// A separate listener for `/healthz`, `/readyz`, `/metrics`; absent:
+    /// they are served on `[http]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<ops::RawOps>,
 }
 
 /// The validated configuration every component is built from.
@@ -100,6 +117,8 @@ pub struct Config {
     pub audit: Option<AuditSettings>,
     /// `None`: no milter listener.
     pub milter: Option<MilterSettings>,
+    /// `None`: the operations routes are on `[http]`.
+    pub ops: Option<ops::OpsSettings>,
     pub mailer: Option<MailerSettings>,
     pub reminders: Option<ReminderSettings>,
     /// Non-fatal findings, printed by `check-config` and logged by `serve`.
@@ -162,6 +181,7 @@ impl Config {
         let password = section::<password::RawPassword>(&mut p, &table, "password", Some(Default::default()));
         let audit = section::<Option<audit::RawAudit>>(&mut p, &table, "audit", Some(None));
         let milter = section::<Option<milter::RawMilter>>(&mut p, &table, "milter", Some(None));
+        let ops = section::<Option<ops::RawOps>>(&mut p, &table, "ops", Some(None));
 
         let (
             Some(directory),
@@ -178,11 +198,23 @@ impl Config {
         else {
             return Err(fail(p.errors));
         };
-        let Some(milter) = milter else {
+        let (Some(milter), Some(ops)) = (milter, ops) else {
             return Err(fail(p.errors));
         };
-        let raw =
-            RawConfig { directory, identity, store, mailer, reminders, auth, policy, http, password, audit, milter };
+        let raw = RawConfig {
+            directory,
+            identity,
+            store,
+            mailer,
+            reminders,
+            auth,
+            policy,
+            http,
+            password,
+            audit,
+            milter,
+            ops,
+        };
         let raw = with_own_self_service_page(raw);
         let directory = raw.directory.validate(&mut p, base_dir);
         let identity = raw.identity.validate(&mut p, base_dir);
@@ -195,6 +227,7 @@ impl Config {
         let password = raw.password.validate(&mut p, base_dir);
         let audit = raw.audit.as_ref().map(|a| a.validate(&mut p, base_dir));
         let milter = raw.milter.as_ref().and_then(|m| m.validate(&mut p, base_dir));
+        let ops = raw.ops.as_ref().and_then(|o| o.validate(&mut p, base_dir));
         if raw.milter.is_some() && raw.policy.is_none() {
             p.error("milter", "the milter decides with the [policy] profiles: add a [policy] section");
         }
@@ -214,6 +247,7 @@ impl Config {
                     policy: policy.flatten(),
                     http: http.flatten(),
                     milter,
+                    ops,
                     password,
                     audit: audit.flatten(),
                     warnings: p.warnings,

@@ -57,6 +57,10 @@ pub struct HttpState {
     /// The send-policy service, when `[policy]` is configured.
     pub policy: Option<PolicyService>,
     pub tokens: Arc<TokenVerifier>,
+    /// The shared `/readyz` answer.
+    pub ready: Arc<ops::ReadyCache>,
+    /// False when an `[ops]` listener serves the operations routes.
+    pub serve_ops: bool,
 }
 
 impl HttpState {
@@ -81,6 +85,8 @@ impl HttpState {
             identities: app.identities.clone(),
             policy: app.policy.clone(),
             tokens: Arc::new(TokenVerifier::new(settings.tokens.clone())),
+            ready: Arc::new(ops::ReadyCache::default()),
+            serve_ops: app.config.ops.is_none(),
         }
     }
 
@@ -90,11 +96,25 @@ impl HttpState {
     }
 }
 
-/// Every route.
+/// The connection's peer: the address hyper was given, or loopback when
+/// the router is driven without a socket (tests, benchmarks).
+pub struct Peer(pub SocketAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let found = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0);
+        Ok(Peer(found.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))))
+    }
+}
+
+/// Every route (the operations routes unless `[ops]` serves them).
 pub fn router(state: HttpState) -> Router {
+    let ops = if state.serve_ops { ops::routes() } else { Router::new() };
     password_page::routes()
         .merge(api::routes())
-        .merge(ops::routes())
+        .merge(ops)
         .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -160,6 +180,19 @@ impl HttpServer {
         let limits = Limits::new(listener, settings.trusted_proxies.clone());
         let router = router(HttpState::from_app(app, settings, auth));
         Ok(Self { bound, limits, tls, router, app: app.clone() })
+    }
+
+    /// The `[ops]` listener: `/healthz`, `/readyz`, `/metrics` only, with
+    /// the tokens of `[http]` when there is one.
+    pub fn open_ops(app: &App, listener: &ListenerSettings, inherited: &mut Inherited) -> Result<Self, ServeError> {
+        let settings = app.config.http.clone().unwrap_or_else(HttpSettings::defaults);
+        let bound = Bound::open(listener, inherited)?;
+        let limits = Limits::new(listener, settings.trusted_proxies.clone());
+        let router = ops::routes()
+            .fallback(not_found)
+            .layer(middleware::from_fn(security_headers))
+            .with_state(HttpState::from_app(app, &settings, None));
+        Ok(Self { bound, limits, tls: None, router, app: app.clone() })
     }
 
     /// The TCP address actually bound.

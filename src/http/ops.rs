@@ -1,22 +1,27 @@
 //! Operations: `/healthz` (the process answers), `/readyz` (the directory
-//! and the store answer), `/metrics` (Prometheus). No token: bind the
-//! listener where only the monitoring and the proxies reach it.
+//! and the store answer), `/metrics` (Prometheus). Served on `[http]`, or
+//! on an `[ops]` listener of their own.
 //!
-//! `/readyz` also sets the `mailwarrant_up{component}` gauges, and a
-//! background check every [`CHECK_EVERY`] keeps them current between
-//! scrapes.
+//! `/readyz` asks the directory and the store at most once a second
+//! whatever the request rate (a flood of probes does not become a flood
+//! of LDAP searches), and tells anonymous callers only ready or not; a
+//! bearer token with the `lookup` scope sees which component failed.
+//! `/metrics` needs that token with `[http] ops_require_token`. `/readyz`
+//! also sets the `mailwarrant_up{component}` gauges, and a background
+//! check every [`CHECK_EVERY`] keeps them current between scrapes.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::HttpState;
+use super::{HttpState, Peer};
 use crate::directory::Directory;
 use crate::serve::Shutdown;
 use crate::store::Store;
@@ -25,6 +30,8 @@ use crate::store::Store;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the gauges are refreshed without a `/readyz` call.
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);
+/// A readiness answer is reused this long.
+pub const READY_REUSE: Duration = Duration::from_secs(1);
 
 /// Every operations route: method, path, handler (see `api::table`).
 pub fn table() -> Vec<(&'static str, &'static str, MethodRouter<HttpState>)> {
@@ -39,7 +46,7 @@ pub fn routes() -> Router<HttpState> {
     table().into_iter().fold(Router::new(), |r, (_, path, handler)| r.route(path, handler))
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Readiness {
     /// `ok` or `unavailable`.
     pub status: &'static str,
@@ -67,13 +74,54 @@ pub async fn check(directory: &Arc<dyn Directory>, store: &Arc<dyn Store>) -> Re
     Readiness { status, directory, store }
 }
 
-async fn readyz(State(s): State<HttpState>) -> Response {
-    let r = check(s.identities.directory(), &s.store).await;
-    let code = if r.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(r)).into_response()
+/// The last readiness answer, shared by every `/readyz` caller.
+#[derive(Default)]
+pub struct ReadyCache(tokio::sync::Mutex<Option<(Instant, Readiness)>>);
+
+impl ReadyCache {
+    /// The answer of at most [`READY_REUSE`] ago, else a fresh one (one
+    /// check at a time; the others wait for it).
+    pub async fn get(&self, directory: &Arc<dyn Directory>, store: &Arc<dyn Store>) -> Readiness {
+        let mut last = self.0.lock().await;
+        if let Some((_, r)) = last.as_ref().filter(|(at, _)| at.elapsed() < READY_REUSE) {
+            return r.clone();
+        }
+        let fresh = check(directory, store).await;
+        *last = Some((Instant::now(), fresh.clone()));
+        fresh
+    }
 }
 
-async fn metrics() -> Response {
+/// Whether the caller shows a token with the `lookup` scope.
+async fn with_token(s: &HttpState, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+    else {
+        return false;
+    };
+    let grant = s.tokens.verify(token.trim(), s.client(peer, headers)).await;
+    grant.is_some_and(|g| g.allows(crate::config::http::Scope::Lookup))
+}
+
+async fn readyz(State(s): State<HttpState>, Peer(peer): Peer, headers: HeaderMap) -> Response {
+    let r = s.ready.get(s.identities.directory(), &s.store).await;
+    let code = if r.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if with_token(&s, peer, &headers).await {
+        (code, Json(r)).into_response()
+    } else {
+        (code, Json(serde_json::json!({"status": r.status}))).into_response()
+    }
+}
+
+async fn metrics(State(s): State<HttpState>, Peer(peer): Peer, headers: HeaderMap) -> Response {
+    if s.settings.ops_require_token && !with_token(&s, peer, &headers).await {
+        let mut refused =
+            (StatusCode::UNAUTHORIZED, "send Authorization: Bearer <token with the lookup scope>\n").into_response();
+        refused.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        return refused;
+    }
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render()).into_response()
 }
 

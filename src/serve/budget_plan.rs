@@ -21,6 +21,7 @@ impl Plan {
             candidates.extend(config.milter.as_ref().map(|m| m.listener.clone()));
         }
         candidates.extend(config.http.as_ref().map(|h| h.listener.clone()));
+        candidates.extend(config.ops.as_ref().map(|o| o.listener.clone()));
         let mut listeners: Vec<ListenerSettings> =
             candidates.into_iter().filter(|l| !l.is_empty() || inherited.has(l.fd_name)).collect();
         for line in budget::fit(&mut listeners, limit)? {

@@ -115,6 +115,9 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
         let server = crate::http::HttpServer::open(&app, &http, listener, &mut inherited, Some(authenticator.clone()))?;
         front_ends.spawn(server.serve(shutdown.clone()));
     }
+    if let Some(listener) = plan.get("ops") {
+        front_ends.spawn(crate::http::HttpServer::open_ops(&app, listener, &mut inherited)?.serve(shutdown.clone()));
+    }
     for name in inherited.leftover() {
         tracing::warn!(fd_name = %name, "a socket from systemd matches no configured front end; it is not served");
     }

@@ -85,6 +85,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         ("[password]", value(&a.password), value(&b.password)),
         ("[audit]", value(&a.audit), value(&b.audit)),
         ("[milter]", value(&a.milter), value(&b.milter)),
+        ("[ops]", value(&a.ops), value(&b.ops)),
     ];
     for (name, before, after) in fixed {
         if before != after {

@@ -443,3 +443,106 @@ fn frontdoor_check_config_warns_about_a_world_readable_inline_secret() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
     assert!(!check().contains("written inline"));
 }
+
+fn http_status(request: ureq::Request) -> (u16, String) {
+    match request.call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The entry of `ops.monitoring-token-1`, scope `lookup`, stored as its
+/// SHA-256.
+fn ops_token() -> String {
+    format!(
+        "[[http.tokens]]\nname = \"monitoring\"\nid = \"ops\"\nhash = \"sha256:{}\"\nscopes = [\"lookup\"]\n",
+        sha256_hex("ops.monitoring-token-1")
+    )
+}
+
+/// `[ops]` serves `/healthz`, `/readyz`, `/metrics` on a listener of its
+/// own (and `[http]` no longer does); `/metrics` needs a token with
+/// `ops_require_token`; anonymous `/readyz` says ready or not and no
+/// more; 300 probes in a burst ask slapd at most a few times.
+#[test]
+fn frontdoor_ops_routes_on_their_own_listener_with_a_token_and_cached_readiness() {
+    let slapd = mailwarrant::testkit::slapd::Slapd::start().unwrap();
+    let (http, ops) = (free_port(), free_port());
+    let token = ops_token();
+    let config = format!(
+        "{}\n[store]\npath = \"state.sqlite\"\n[auth.dovecot]\nlisten = []\n\
+         [http]\nlisten = \"127.0.0.1:{http}\"\nops_require_token = true\n{token}\n[ops]\nlisten = \"127.0.0.1:{ops}\"\n",
+        slapd.config_toml()
+    );
+    let server = Server::start(&config, &[]);
+    server.wait_ready(&[http, ops]);
+    let at = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    let bearer = "Bearer ops.monitoring-token-1";
+
+    assert_eq!(http_status(ureq::get(&at(http, "/metrics"))).0, 404, "moved off [http]");
+    assert_eq!(http_status(ureq::get(&at(http, "/readyz"))).0, 404);
+    assert_eq!(http_status(ureq::get(&at(ops, "/healthz"))).0, 200);
+    assert_eq!(http_status(ureq::get(&at(ops, "/metrics"))).0, 401, "no token, no metrics");
+    let (status, text) = http_status(ureq::get(&at(ops, "/metrics")).set("Authorization", bearer));
+    assert_eq!(status, 200);
+    assert!(text.contains("mailwarrant_"), "{text}");
+    assert_eq!(http_status(ureq::get(&at(ops, "/password"))).0, 404, "only the operations routes");
+
+    let (status, body) = http_status(ureq::get(&at(ops, "/readyz")));
+    assert_eq!((status, body.trim()), (200, "{\"status\":\"ok\"}"), "anonymous: ready or not");
+    let (_, body) = http_status(ureq::get(&at(ops, "/readyz")).set("Authorization", bearer));
+    assert!(body.contains("\"directory\":\"ok\""), "{body}");
+
+    let searches = || slapd.log().matches("SRCH base=\"\" scope=0").count();
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = searches();
+    let started = Instant::now();
+    let agent = ureq::Agent::new();
+    for _ in 0..300 {
+        assert_eq!(http_status(agent.get(&at(ops, "/readyz"))).0, 200);
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    assert!(wait_until(Duration::from_secs(2), || searches() >= before + 1), "{}", slapd.log());
+    let asked = searches() - before;
+    // At most one check a second, plus the background gauge refresh.
+    assert!(asked as u64 <= seconds + 1, "300 probes in {seconds} s asked slapd {asked} times");
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Invented bearer tokens are refused without a slow hash, thousands in
+/// moments; a client past its share of wrong tokens is refused unchecked,
+/// its right token too, while another client goes on.
+#[test]
+fn frontdoor_invented_bearer_tokens_are_cheap_to_refuse_and_throttled_per_client() {
+    let (dovecot, policy, http) = (free_port(), free_port(), free_port());
+    let token = ops_token();
+    // An argon2 entry of before too: invented tokens naming an id skip it.
+    let legacy = TOKEN.replace("frontdoor\"", "legacy\"");
+    let extra = format!("trusted_proxies = [\"127.0.0.1\"]\n{token}{legacy}");
+    let server = Server::start(&base_config(dovecot, policy, http, &extra), &[]);
+    server.wait_ready(&[http]);
+    let url = format!("http://127.0.0.1:{http}/v1/identities/alice");
+    let agent = ureq::Agent::new();
+    let call = |token: &str, client: &str| {
+        http_status(agent.get(&url).set("Authorization", &format!("Bearer {token}")).set("X-Forwarded-For", client)).0
+    };
+    let started = Instant::now();
+    for i in 0..2000u32 {
+        let client = format!("10.7.{}.{}", i / 256, i % 256);
+        assert_eq!(call(&format!("ops.invented-{i}"), &client), 401);
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "2 000 invented tokens took {took:?}");
+    assert_eq!(call("ops.monitoring-token-1", "10.8.0.1"), 200, "{}", server.log());
+
+    for i in 0..mailwarrant::http::api::tokens::FAILURES_PER_MINUTE {
+        assert_eq!(call(&format!("ops.wrong-{i}"), "10.8.0.2"), 401);
+    }
+    assert_eq!(call("ops.monitoring-token-1", "10.8.0.2"), 401, "throttled");
+    assert_eq!(call("ops.monitoring-token-1", "10.8.0.3"), 200, "another client");
+}

@@ -453,7 +453,8 @@ fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
         format!(
             "{}{}operation_timeout = \"2s\"\n[auth.dovecot]\nlisten = []\n[policy]\nlisten = \"127.0.0.1:{policy_port}\"\n\
              organisation_domains = [\"example.com\"]\n[policy.profiles.default]\nrate_limits = [{{ rate = \"100/1d\" }}]\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\npublic_base_url = \"http://127.0.0.1:{http_port}\"\n",
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\npublic_base_url = \"http://127.0.0.1:{http_port}\"\n\
+             [[http.tokens]]\nname = \"monitoring\"\nid = \"ops\"\nhash = \"sha256:0a860300f3e92032baa866bb958c0793e0c76a638bf8968cf49198f13dbcb771\"\nscopes = [\"lookup\"]\n",
             demo_ldif_directory(),
             redis.store_toml("serve:")
         ),
@@ -481,8 +482,11 @@ fn serve_starts_without_redis_logs_the_outage_once_and_recovers() {
     }
     // A refused connection fails fast: no request waits out the 2 s timeout.
     assert!(down.elapsed() < Duration::from_secs(10), "40 deferrals took {:?}", down.elapsed());
-    // /readyz says not ready, and names the store.
-    let readyz = || match ureq::get(&format!("http://127.0.0.1:{http_port}/readyz")).call() {
+    // /readyz says not ready, and names the store to a monitoring token.
+    let readyz = || match ureq::get(&format!("http://127.0.0.1:{http_port}/readyz"))
+        .set("Authorization", "Bearer ops.monitoring-token-1")
+        .call()
+    {
         Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
         Err(e) => panic!("/readyz: {e}"),

@@ -70,6 +70,7 @@ impl FromRequestParts<HttpState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ApiError> {
+        let Ok(super::Peer(peer)) = super::Peer::from_request_parts(parts, state).await;
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -79,11 +80,6 @@ impl FromRequestParts<HttpState> for Caller {
         let Some(token) = presented else {
             return Err(ApiError::new(Code::Unauthenticated, "send Authorization: Bearer <token>"));
         };
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0)
-            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         match state.tokens.verify(token, state.client(peer, &parts.headers)).await {
             Some(grant) => Ok(Caller(grant)),
             None => Err(ApiError::new(Code::Unauthenticated, "unknown token")),
