@@ -45,4 +45,18 @@ done
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+
+# The fuzz targets (fuzz/, a workspace of their own) built as plain
+# binaries on the stable toolchain, so they never rot: no cargo-fuzz or
+# nightly needed (scripts/fuzz.sh runs them instrumented). The main lock
+# file pins the shared dependencies, so the main target folder's builds
+# are reused; each target then runs on a thousand generated inputs.
+cp Cargo.lock fuzz/Cargo.lock
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo build --manifest-path fuzz/Cargo.toml --bins
+for target in $(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^mailwarrant-fuzz$'); do
+  "${CARGO_TARGET_DIR:-$PWD/target}/debug/$target" -runs=1000 -seed=1 >/dev/null 2>&1 ||
+    { echo "scripts/test.sh: fuzz target $target failed" >&2; exit 1; }
+done
+
 cargo test --locked --all-features

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mailwarrant::protocols::dovecot_auth::codec::{decode, DecodeError};
 use mailwarrant::config::auth::TempFailStyle;
+use mailwarrant::protocols::dovecot_auth::codec::{decode, DecodeError};
 use mailwarrant::protocols::dovecot_auth::session::Session;
 
 fuzz_target!(|data: &[u8]| {

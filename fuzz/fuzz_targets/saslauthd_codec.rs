@@ -8,8 +8,7 @@ use mailwarrant::protocols::saslauthd::codec::{decode, encode_request};
 fuzz_target!(|data: &[u8]| {
     if let Ok((request, used)) = decode(data) {
         assert!(used <= data.len());
-        let mut fields: Vec<&[u8]> =
-            vec![&request.login, &request.password, &request.service, &request.realm];
+        let mut fields: Vec<&[u8]> = vec![&request.login, &request.password, &request.service, &request.realm];
         if let Some(remote) = &request.remote {
             fields.push(remote);
         }

@@ -73,8 +73,8 @@ pub async fn issue(store: &Arc<dyn Store>) -> Result<String, StoreError> {
 }
 
 /// The nonce and remaining lifetime of a token this service signed and
-/// that has not expired.
-fn verify<'a>(key: &[u8; 32], token: &'a str, now: u64) -> Option<(&'a str, Duration)> {
+/// that has not expired (public for the `http_form` fuzz target).
+pub fn verify<'a>(key: &[u8; 32], token: &'a str, now: u64) -> Option<(&'a str, Duration)> {
     if token.len() > MAX_TOKEN {
         return None;
     }
@@ -150,7 +150,7 @@ pub fn set_cookie(token: &str, secure: bool) -> String {
 }
 
 /// The token from a `Cookie` header.
-fn from_cookie_header(header: &str) -> Option<&str> {
+pub fn from_cookie_header(header: &str) -> Option<&str> {
     header.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(COOKIE)?.strip_prefix('='))
 }
 

@@ -199,16 +199,17 @@ async fn form_page(s: &HttpState, status: StatusCode, error: Option<&str>) -> Re
     response
 }
 
+/// The sign-in form as posted (public for the `http_form` fuzz target).
 #[derive(Deserialize)]
-struct LoginForm {
+pub struct LoginForm {
     #[serde(default)]
-    csrf: Option<String>,
+    pub csrf: Option<String>,
     #[serde(default)]
-    token: String,
+    pub token: String,
     #[serde(default)]
-    login: String,
+    pub login: String,
     #[serde(default)]
-    password: String,
+    pub password: String,
 }
 
 async fn login(
