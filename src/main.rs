@@ -264,8 +264,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _early_hup = signal(SignalKind::hangup()).context("while installing the SIGHUP handler")?;
     let app = App::build(config).await.context("while starting")?;
     let (trigger, shutdown) = serve::shutdown::channel();
-    let server = tokio::spawn(serve::run(app, shutdown));
-    wait_for_stop_signal(term).await?;
+    let mut server = tokio::spawn(serve::run(app, shutdown));
+    tokio::select! {
+        stop = wait_for_stop_signal(term) => stop?,
+        // A front end that cannot start (a port in use) ends the process
+        // with its reason, instead of leaving it up and deaf.
+        ended = &mut server => {
+            ended.context("while serving")?.context("while serving")?;
+            return Ok(());
+        }
+    }
     trigger.fire();
     server.await.context("while stopping")??;
     Ok(())

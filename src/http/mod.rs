@@ -155,6 +155,9 @@ pub struct HttpServer {
     tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     app: App,
+    /// Whether this listener serves `/readyz`, and so keeps the health
+    /// gauges current.
+    watch_health: bool,
 }
 
 impl HttpServer {
@@ -179,7 +182,7 @@ impl HttpServer {
         // Connections of trusted proxies carry many clients: no per-client cap.
         let limits = Limits::new(listener, settings.trusted_proxies.clone());
         let router = router(HttpState::from_app(app, settings, auth));
-        Ok(Self { bound, limits, tls, router, app: app.clone() })
+        Ok(Self { bound, limits, tls, router, app: app.clone(), watch_health: app.config.ops.is_none() })
     }
 
     /// The `[ops]` listener: `/healthz`, `/readyz`, `/metrics` only, with
@@ -192,7 +195,7 @@ impl HttpServer {
             .fallback(not_found)
             .layer(middleware::from_fn(security_headers))
             .with_state(HttpState::from_app(app, &settings, None));
-        Ok(Self { bound, limits, tls: None, router, app: app.clone() })
+        Ok(Self { bound, limits, tls: None, router, app: app.clone(), watch_health: true })
     }
 
     /// The TCP address actually bound.
@@ -202,7 +205,9 @@ impl HttpServer {
 
     /// Serves until shutdown, then lets requests in flight finish.
     pub async fn serve(self, shutdown: Shutdown) -> Result<(), ServeError> {
-        tokio::spawn(ops::watch_health(self.app.directory.clone(), self.app.store.clone(), shutdown.clone()));
+        if self.watch_health {
+            tokio::spawn(ops::watch_health(self.app.directory.clone(), self.app.store.clone(), shutdown.clone()));
+        }
         let (tls, router) = (self.tls, self.router);
         accept::serve(self.bound, self.limits, shutdown, "http", move |conn| {
             connection::serve(conn, tls.clone(), router.clone())

@@ -546,3 +546,16 @@ fn frontdoor_invented_bearer_tokens_are_cheap_to_refuse_and_throttled_per_client
     assert_eq!(call("ops.monitoring-token-1", "10.8.0.2"), 401, "throttled");
     assert_eq!(call("ops.monitoring-token-1", "10.8.0.3"), 200, "another client");
 }
+
+/// A listener that cannot bind ends the process with the reason, instead
+/// of leaving it running with the front ends that did start.
+#[test]
+fn frontdoor_a_port_in_use_ends_serve_with_its_reason() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (dovecot, http) = (free_port(), free_port());
+    let mut server = Server::start(&base_config(dovecot, port, http, ""), &[]);
+    assert!(server.wait_exit(Duration::from_secs(20)), "still running:\n{}", server.log());
+    let log = server.log();
+    assert!(log.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{log}");
+}
