@@ -564,3 +564,49 @@ fn frontdoor_a_port_in_use_ends_serve_with_its_reason() {
     let log = server.log();
     assert!(log.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{log}");
 }
+
+/// One client address gets `max_connections_per_client` HTTP connections;
+/// more are closed at once, and a freed one can be used again.
+#[test]
+fn frontdoor_one_client_cannot_hold_more_than_its_share_of_http_connections() {
+    let (dovecot, policy, http) = (free_port(), free_port(), free_port());
+    let server = Server::start(&base_config(dovecot, policy, http, "max_connections_per_client = 3\n"), &[]);
+    server.wait_ready(&[http]);
+    // Served once (HTTP/1.0 closes), so the accept loop runs and the
+    // probe connections are over before counting starts.
+    let mut first = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    first.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    first.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    let open = || {
+        let s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s
+    };
+    // Closed by the server: EOF or a reset, not a read timeout.
+    let closed = |s: &mut TcpStream| match s.read(&mut [0u8; 16]) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    let mut mine: Vec<TcpStream> = (0..3).map(|_| open()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = open();
+    let mut probe = [0u8; 16];
+    let got = fourth.read(&mut probe);
+    assert!(
+        matches!(&got, Ok(0)) || got.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the fourth connection of one client is closed: {got:?}\n{}",
+        server.log()
+    );
+    for s in &mut mine {
+        assert!(s.read(&mut [0u8; 16]).is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "kept");
+    }
+    drop(mine.pop());
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, _) = http_status(ureq::get(&format!("http://127.0.0.1:{http}/healthz")));
+    assert_eq!(status, 200, "a freed slot serves again");
+}
