@@ -280,6 +280,11 @@ async fn password_check(config: Config, login: &str, candidate: &str, json: bool
         app.store.clone(),
         app.config.password.clone(),
         app.config.http.as_ref().map(|h| h.public_base_url.clone()).unwrap_or_default(),
+        std::sync::Arc::new(mailwarrant::auth::Authenticator::new(
+            app.identities.clone(),
+            app.store.clone(),
+            app.config.auth.clone(),
+        )),
     );
     let Some(report) = service.admin_check(login, candidate, time::OffsetDateTime::now_utc()).await? else {
         eprintln!("{login}: not found in the directory");

@@ -68,6 +68,8 @@ pub enum Protocol {
     DovecotAuth,
     Saslauthd,
     Http,
+    /// The self-service page proving a current password.
+    PasswordPage,
 }
 
 impl Protocol {
@@ -76,6 +78,7 @@ impl Protocol {
             Protocol::DovecotAuth => "dovecot_auth",
             Protocol::Saslauthd => "saslauthd",
             Protocol::Http => "http",
+            Protocol::PasswordPage => "password_page",
         }
     }
 }
@@ -199,6 +202,21 @@ pub struct AuthDecision {
 impl AuthDecision {
     pub fn is_accepted(&self) -> bool {
         self.kind == DecisionKind::Accepted
+    }
+
+    /// Refused because a failure budget is spent (a temporary answer).
+    pub fn is_throttled(&self) -> bool {
+        is_throttle(self.reason)
+    }
+
+    /// When a client told "try later" should try again: throttles free a
+    /// unit only after a quiet while, outages usually pass sooner.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.kind {
+            DecisionKind::Temporary if self.is_throttled() => Some(Duration::from_secs(60)),
+            DecisionKind::Temporary => Some(Duration::from_secs(5)),
+            _ => None,
+        }
     }
 
     /// Waits out the failure delay. An async timer: no worker or lock is
