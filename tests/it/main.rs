@@ -7,6 +7,7 @@ mod ad_password;
 mod ad_password_browser;
 mod ad_policy;
 mod ad_postfix;
+mod auth_budgets;
 mod auth_directory;
 mod auth_enumeration;
 mod auth_exim;
