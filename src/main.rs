@@ -34,7 +34,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Also connect to the store (Redis: a PING round trip; SQLite:
-        /// open the file) and report whether it answers.
+        /// open the file) and report whether it answers, and read the
+        /// directory's lockout settings: exit 4 when an AUTH budget could
+        /// let the directory lock an account.
         #[arg(long)]
         connect: bool,
     },
@@ -127,7 +129,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(code);
             }
             let config = Config::load(&config)?;
-            runtime()?.block_on(check_store(&config))
+            runtime()?.block_on(async {
+                let store = check_store(&config).await?;
+                let lockout = check_lockout(config).await?;
+                Ok(if store != ExitCode::SUCCESS { store } else { lockout })
+            })
         }
         Command::ConfigSchema => {
             print!("{}", mailwarrant::config::json_schema());
@@ -183,6 +189,31 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `check-config --connect`: the directory's own lockout settings against
+/// the AUTH throttle's budgets (an error when a budget could let the
+/// directory lock an account).
+async fn check_lockout(config: Config) -> anyhow::Result<ExitCode> {
+    let app = App::build(config).await.context("while opening the directory and the store")?;
+    let auth =
+        mailwarrant::auth::Authenticator::new(app.identities.clone(), app.store.clone(), app.config.auth.clone());
+    match auth.lockout_risks().await {
+        Ok(risks) if risks.is_empty() => {
+            eprintln!("directory: lockout settings read; the AUTH budgets stay below them");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(risks) => {
+            for r in &risks {
+                eprintln!("error: {r}");
+            }
+            Ok(ExitCode::from(4))
+        }
+        Err(e) => {
+            eprintln!("directory: lockout settings not read: {e}");
+            Ok(ExitCode::from(3))
         }
     }
 }

@@ -299,6 +299,14 @@ impl Authenticator {
         Ok((key, cleared))
     }
 
+    /// Reads the directory's lockout settings and says what the budgets
+    /// cannot keep below them (empty: nothing). `Err` when the directory
+    /// cannot be read.
+    pub async fn lockout_risks(&self) -> Result<Vec<String>, crate::directory::DirectoryError> {
+        let policies = self.identities.directory().lockout_policies().await?;
+        Ok(throttle::lockout_risks(&self.state().settings.throttle, &policies))
+    }
+
     /// The failures counted against a login's budget (canonical key).
     pub async fn login_failures(&self, login_key: &str) -> Result<i64, StoreError> {
         self.state().throttle.login_failures(login_key).await

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::auth::{StoreErrorAction, ThrottleSettings};
+use crate::directory::LockoutPolicy;
 use crate::store::local::LocalCounters;
 use crate::store::{ChargeOutcome, Expiry, Increment, LogEvery, Store, StoreError};
 
@@ -216,6 +217,37 @@ fn budget(outcome: ChargeOutcome, increments: &[Increment], has_client: bool, lo
     }
 }
 
+/// What in the directory's lockout settings the budgets cannot keep below
+/// its threshold: one sentence per problem, saying what to change.
+pub fn lockout_risks(settings: &ThrottleSettings, policies: &[LockoutPolicy]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in policies.iter().filter(|p| p.threshold > 0) {
+        if settings.per_login >= p.threshold {
+            out.push(format!(
+                "[auth.throttle] per_login = {} can reach the lockout threshold {} of {}: set it to at most {}",
+                settings.per_login,
+                p.threshold,
+                p.source,
+                p.threshold - 1
+            ));
+        }
+        match p.observation {
+            None => out.push(format!(
+                "{} keeps failures until a successful bind (no failure count interval), so failures spread over                  time add up to its threshold {} whatever mailwarrant's window: give it an interval                  (ppolicy pwdFailureCountInterval)",
+                p.source, p.threshold
+            )),
+            Some(observed) if observed > settings.window => out.push(format!(
+                "[auth.throttle] window = {} is shorter than the {} for which {} remembers a failure: set the window                  to at least that",
+                humantime::format_duration(settings.window),
+                humantime::format_duration(observed),
+                p.source
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
 fn login_counter(login_key: &str) -> String {
     format!("{LOGIN_PREFIX}{login_key}")
 }
@@ -272,6 +304,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
         (dir, Throttle::new(store, s, Arc::default()))
+    }
+
+    #[test]
+    fn lockout_risks_name_what_to_change() {
+        let policy = |threshold, observation: Option<u64>| LockoutPolicy {
+            source: "cn=default".into(),
+            threshold,
+            observation: observation.map(Duration::from_secs),
+        };
+        let s = settings(8, 4, 50); // window 600 s
+        assert!(lockout_risks(&s, &[policy(10, Some(600)), policy(0, None)]).is_empty());
+        let risks = lockout_risks(&s, &[policy(8, Some(900))]);
+        assert_eq!(risks.len(), 2, "{risks:?}");
+        assert!(risks[0].contains("at most 7"), "{risks:?}");
+        assert!(risks[1].contains("15m"), "{risks:?}");
+        assert!(lockout_risks(&s, &[policy(10, None)])[0].contains("until a successful bind"));
     }
 
     #[tokio::test]

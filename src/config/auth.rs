@@ -245,7 +245,9 @@ fn default_max_connections() -> usize {
     4096
 }
 fn default_window() -> String {
-    "15m".into()
+    // AD's default lockoutObservationWindow; ppolicy sites usually count
+    // for less (`pwdFailureCountInterval`).
+    "30m".into()
 }
 fn default_per_login() -> u32 {
     8

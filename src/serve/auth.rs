@@ -36,6 +36,18 @@ pub fn start(
     let authenticator = Arc::new(
         Authenticator::new(app.identities.clone(), app.store.clone(), settings.clone()).with_audit(app.audit.clone()),
     );
+    // The same check as `check-config --connect`, in the log at start.
+    let checker = authenticator.clone();
+    tokio::spawn(async move {
+        match checker.lockout_risks().await {
+            Ok(risks) => {
+                for risk in risks {
+                    tracing::error!("{risk}");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the directory's lockout settings could not be read"),
+        }
+    });
     let mut inherited = Inherited::from_env();
     let dovecot = DovecotAuthServer::new(authenticator.clone(), &settings.dovecot);
 

@@ -192,3 +192,27 @@ async fn ad_concurrent_guesses_reach_the_dc_exactly_per_login_times() {
     assert_eq!(count() - before, 8, "badPwdCount rose by the budget, no more");
     assert!(dc.bind_succeeds(&format!("wendy@{}", samba::UPN_SUFFIX), &password_of("wendy")), "wendy is not locked");
 }
+
+/// `check-config --connect` reads the domain's lockoutThreshold (10) and
+/// lockoutObservationWindow (Samba's default, 30 minutes): the default
+/// budgets pass, a budget at the threshold fails with exit 4.
+#[test]
+fn ad_check_config_reads_the_domain_lockout_settings() {
+    let dc = samba::shared().unwrap_or_else(|e| panic!("the Samba AD DC: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |throttle: &str| {
+        let path = dir.path().join("mailwarrant.toml");
+        std::fs::write(&path, format!("{}\n[store]\npath = \"state.sqlite\"\n{throttle}\n", dc.config_toml())).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
+            .args(["check-config", "--connect", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let ok = run("");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = run("[auth.throttle]\nper_login = 10\n");
+    let said = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert_eq!(bad.status.code(), Some(4), "{said}");
+    assert!(said.contains("lockout threshold 10"), "{said}");
+}

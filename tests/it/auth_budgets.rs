@@ -246,3 +246,31 @@ fn a_redis_outage_keeps_cached_users_in_and_guesses_budgeted() {
     });
     assert!(resumed, "counting resumed in Redis");
 }
+
+/// `check-config --connect` reads slapd's ppolicy entries and fails (exit
+/// 4, naming what to change) when a budget could let slapd lock someone.
+#[test]
+fn check_config_reads_the_lockout_settings_of_slapd() {
+    let slapd = Slapd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |throttle: &str| {
+        let path = dir.path().join("mailwarrant.toml");
+        let text = format!("{}\n[store]\npath = \"state.sqlite\"\n[auth.throttle]\n{throttle}\n", slapd.config_toml());
+        std::fs::write(&path, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
+            .args(["check-config", "--connect", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    // The seed: pwdMaxFailure 10 within pwdFailureCountInterval 900 s.
+    let ok = run("per_login = 8");
+    let said = String::from_utf8_lossy(&ok.stderr).into_owned();
+    assert!(ok.status.success(), "{said}");
+    assert!(said.contains("AUTH budgets stay below them"), "{said}");
+    let bad = run("per_login = 10\nwindow = \"5m\"");
+    let said = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert_eq!(bad.status.code(), Some(4), "{said}");
+    assert!(said.contains("set it to at most 9"), "{said}");
+    assert!(said.contains("window = 5m is shorter than the 15m"), "{said}");
+}
