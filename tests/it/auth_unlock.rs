@@ -255,6 +255,17 @@ fn auth_unlock_api_on_one_instance_clears_the_budget_on_another() {
     });
     assert_eq!(b.reason_of(1), "too_many_failures_for_login");
 
+    // B's admin page (no [policy] here: the AUTH section alone) counts
+    // the failures A saw.
+    let page = || {
+        let url = format!("{}/admin/user?login=carol", b.http.as_deref().unwrap());
+        let r = ureq::get(&url).set("Authorization", &format!("Bearer {HELPDESK_TOKEN}")).call().unwrap();
+        r.into_string().unwrap()
+    };
+    let html = page();
+    assert!(html.contains(&format!("<strong>{PER_LOGIN}</strong> of {PER_LOGIN}")), "{html}");
+    assert!(html.contains("id=\"unlock\""), "{html}");
+
     let url = format!("{}/v1/identities/Carol/unlock", b.http.as_deref().unwrap());
     let post = |token: Option<&str>| {
         let mut req = ureq::post(&url);
@@ -287,6 +298,7 @@ fn auth_unlock_api_on_one_instance_clears_the_budget_on_another() {
 
     let (status, body) = post(Some(HELPDESK_TOKEN));
     assert_eq!((status, &body["budget_live"]), (200, &false.into()), "nothing left to clear: {body}");
+    assert!(page().contains(&format!("<strong>0</strong> of {PER_LOGIN}")));
 }
 
 fn attempt(password: &str, client: IpAddr) -> AuthRequest {

@@ -167,7 +167,7 @@ fn is_login(typed: &str) -> bool {
 /// CSRF token for the Unlock form.
 async fn user_page(s: &HttpState, typed: &str, notice: Option<&str>) -> Response {
     let Some(policy) = &s.policy else {
-        return html(StatusCode::OK, view::user_form(base(s), typed, Some("No [policy] section is configured.")));
+        return auth_only_page(s, typed, notice).await;
     };
     match explain::policy_report(policy, typed, None, OffsetDateTime::now_utc()).await {
         Ok(report) => {
@@ -179,24 +179,45 @@ async fn user_page(s: &HttpState, typed: &str, notice: Option<&str>) -> Response
                 Ok(t) => t,
                 Err(_) => return unavailable(s),
             };
-            let auth = match &s.auth {
-                Some(auth) => Some(view::AuthPanel {
-                    failures: auth.login_failures(&report.login).await.ok(),
-                    budget: auth.login_budget(),
-                    csrf: &token,
-                }),
-                None => None,
-            };
+            let auth = auth_panel(s, &report.login, &token).await;
             with_csrf_cookie(s, &token, html(StatusCode::OK, view::user(base(s), &report, &recent, auth, notice)))
         }
-        Err(ExplainError::UnknownUser(_)) => {
-            html(StatusCode::NOT_FOUND, view::user_form(base(s), typed, Some("No such login in the directory.")))
-        }
+        Err(ExplainError::UnknownUser(_)) => not_in_directory(s, typed),
         Err(e) => {
             tracing::warn!(error = %e, "admin page: lookup failed");
             unavailable(s)
         }
     }
+}
+
+/// Without `[policy]` there is no policy to show, but a throttled login
+/// still needs its failure count and Unlock.
+async fn auth_only_page(s: &HttpState, typed: &str, notice: Option<&str>) -> Response {
+    let login = match s.identities.get(typed).await {
+        Ok(Some(identity)) => identity.login.as_str().to_owned(),
+        Ok(None) => return not_in_directory(s, typed),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin page: lookup failed");
+            return unavailable(s);
+        }
+    };
+    let token = match csrf::issue(&s.store).await {
+        Ok(t) => t,
+        Err(_) => return unavailable(s),
+    };
+    let auth = auth_panel(s, &login, &token).await;
+    with_csrf_cookie(s, &token, html(StatusCode::OK, view::user_auth_only(base(s), &login, auth, notice)))
+}
+
+/// The login's failure budget and the Unlock form, when the AUTH core
+/// runs in this process.
+async fn auth_panel<'a>(s: &HttpState, login: &str, csrf: &'a str) -> Option<view::AuthPanel<'a>> {
+    let auth = s.auth.as_ref()?;
+    Some(view::AuthPanel { failures: auth.login_failures(login).await.ok(), budget: auth.login_budget(), csrf })
+}
+
+fn not_in_directory(s: &HttpState, typed: &str) -> Response {
+    html(StatusCode::NOT_FOUND, view::user_form(base(s), typed, Some("No such login in the directory.")))
 }
 
 #[derive(Deserialize)]

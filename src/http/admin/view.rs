@@ -211,6 +211,26 @@ pub fn user(
     )
 }
 
+/// A user's page when no `[policy]` is configured: the AUTH section only.
+pub fn user_auth_only(base: &str, login: &str, auth: Option<AuthPanel<'_>>, notice: Option<&str>) -> Markup {
+    page(
+        base,
+        login,
+        true,
+        html! {
+            (lookup_form(base, login))
+            @if let Some(n) = notice {
+                div id="done" class="done" role="status" { (n) }
+            }
+            h2 id="user" { (login) }
+            p.muted { "No [policy] section is configured." }
+            @if let Some(a) = auth {
+                (auth_panel(base, login, &a))
+            }
+        },
+    )
+}
+
 fn auth_panel(base: &str, login: &str, a: &AuthPanel<'_>) -> Markup {
     let spent = a.failures.is_some_and(|f| f >= i64::from(a.budget));
     html! {
