@@ -101,6 +101,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Clear a login's AUTH failure budget in the store, so the directory
+    /// is asked again at its next AUTH (on every instance sharing a Redis
+    /// store). Audited with the operator's name. Exits 3 when the store
+    /// cannot answer.
+    Unlock {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The login, as users type it; resolved to the canonical one.
+        login: String,
+    },
     /// Read a password from standard input and print its `{ARGON2}` hash,
     /// for LDIF directories.
     HashPassword,
@@ -164,6 +174,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::load(&config)?;
             let candidate = read_secret_line("type the candidate password, then Enter:")?;
             runtime()?.block_on(password_check(config, &login, &candidate, json))
+        }
+        Command::Unlock { config, login } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(unlock(config, &login))
         }
         Command::Lookup { config, who } => {
             let config = Config::load(&config)?;
@@ -400,6 +414,58 @@ async fn lookup(config: Config, who: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `unlock LOGIN`: the same clear and audit as the API and the admin page,
+/// with the directory and store of the config file.
+async fn unlock(config: Config, login: &str) -> anyhow::Result<ExitCode> {
+    use mailwarrant::auth::unlock::{self, Surface};
+    use mailwarrant::auth::Authenticator;
+
+    let login = login.trim();
+    if login.is_empty() || login.len() > mailwarrant::auth::MAX_LOGIN_LEN || login.chars().any(char::is_control) {
+        bail!("a login is 1 to {} printable characters", mailwarrant::auth::MAX_LOGIN_LEN);
+    }
+    let directory = mailwarrant::directory::open(&config.directory).await.context("while opening the directory")?;
+    let store = serve::open_store(&config.store).context("while opening the store")?;
+    let identities = mailwarrant::identity::IdentityCache::new(directory, config.identity.clone());
+    let auth = Authenticator::new(identities, store, config.auth.clone());
+    let done = match unlock::unlock(&auth, login, &format!("cli:{}", operator()), Surface::Cli).await {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("store: {e}; nothing was unlocked");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if done.budget_live {
+        println!("{}: failure budget cleared", done.login);
+    } else {
+        println!("{}: no failures counted; nothing to clear", done.login);
+    }
+    if matches!(config.store, mailwarrant::config::StoreSettings::Sqlite { .. }) {
+        eprintln!(
+            "note: with the SQLite store a running `mailwarrant serve` keeps its counters in memory and does not \
+             see this; unlock through POST /v1/identities/{{login}}/unlock or the admin page while it runs"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who runs the command, for the audit trail: the user behind `sudo`, else
+/// the login name, else the numeric uid.
+fn operator() -> String {
+    for var in ["SUDO_USER", "USER", "LOGNAME"] {
+        if let Some(name) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            return name;
+        }
+    }
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Uid:").and_then(|u| u.split_whitespace().next().map(str::to_owned)))
+        })
+        .map(|uid| format!("uid {uid}"))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {

@@ -34,6 +34,7 @@
 pub mod audit;
 pub mod credentials;
 pub mod throttle;
+pub mod unlock;
 
 #[cfg(test)]
 mod tests;
@@ -286,7 +287,7 @@ impl Authenticator {
     /// checks its passwords again (an administrator's unlock). `login` is
     /// resolved through the directory to its canonical form; an unknown
     /// one clears what was counted under the typed name. Returns the key
-    /// that was cleared and whether a budget was live.
+    /// that was cleared and whether failures were counted against it.
     pub async fn unlock(&self, login: &str) -> Result<(String, bool), StoreError> {
         let key = match self.identities.get(login).await {
             Ok(Some(identity)) => {
@@ -310,6 +311,12 @@ impl Authenticator {
     /// The failures counted against a login's budget (canonical key).
     pub async fn login_failures(&self, login_key: &str) -> Result<i64, StoreError> {
         self.state().throttle.login_failures(login_key).await
+    }
+
+    /// Failures a login may have counted before "try later"
+    /// (`[auth.throttle] per_login`), for the admin page.
+    pub fn login_budget(&self) -> u32 {
+        self.state().settings.throttle.per_login
     }
 
     /// Remembered successes, for metrics and the benchmark.

@@ -149,13 +149,18 @@ impl Throttle {
         })
     }
 
-    /// Clears a login's budget everywhere (an administrator's unlock).
-    /// Budgets per (login, network) stay: an attacking network does not
-    /// get a fresh allowance from an unlock.
+    /// Clears a login's budget everywhere (an administrator's unlock);
+    /// true when failures were counted. Budgets per (login, network)
+    /// stay: an attacking network does not get a fresh allowance from an
+    /// unlock.
     pub async fn unlock(&self, login_key: &str) -> Result<bool, StoreError> {
         let key = login_counter(login_key);
+        // Read first: a budget whose units were all handed back (right
+        // passwords) is still a key, at zero, and is not "live".
+        let counted = self.store.counter(&key).await?;
         self.local.delete(&key);
-        self.store.delete(&key).await
+        self.store.delete(&key).await?;
+        Ok(counted > 0)
     }
 
     /// The login budget's current count (for the admin page and tests).
@@ -375,5 +380,14 @@ mod tests {
         assert!(matches!(t.reserve("erin", None).await.unwrap(), Budget::Spent(Limit::Login)));
         assert!(t.unlock("erin").await.unwrap());
         assert!(matches!(t.reserve("erin", None).await.unwrap(), Budget::Reserved(_)));
+    }
+
+    #[tokio::test]
+    async fn a_budget_handed_back_to_zero_is_not_live() {
+        let (_d, t) = throttle(settings(2, 100, 100));
+        let Budget::Reserved(r) = t.reserve("bob", None).await.unwrap() else { panic!("reserved") };
+        t.refund(r).await;
+        assert!(!t.unlock("bob").await.unwrap(), "every unit was handed back");
+        assert!(!t.unlock("nobody").await.unwrap());
     }
 }

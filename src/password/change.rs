@@ -39,9 +39,12 @@ use crate::store::{Store, StoreError};
 const WINDOW: Duration = Duration::from_secs(3600);
 /// How many confirmation mails wait in the outbox at most.
 const OUTBOX_KEEP: usize = 10_000;
-const AUDIT_KEEP: usize = 100_000;
+/// Records kept in the store's admin audit log (the oldest go first).
+pub const AUDIT_KEEP: usize = 100_000;
 /// Store log read by the mailer; stable name.
 pub const OUTBOX_LOG: &str = "outbox";
+/// Store log of password changes and administrators' actions (unlocks);
+/// stable name, shared by every instance on the store.
 pub const AUDIT_LOG: &str = "audit";
 
 /// Called with the canonical login after every successful change, e.g. to

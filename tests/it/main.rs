@@ -17,6 +17,7 @@ mod auth_reload;
 mod auth_saslauthd;
 mod auth_saslauthd_battery;
 mod auth_stack;
+mod auth_unlock;
 mod cli;
 mod config;
 mod http_admin;
