@@ -34,7 +34,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Also connect to the store (Redis: a PING round trip; SQLite:
-        /// open the file) and report whether it answers.
+        /// open the file) and report whether it answers, and read the
+        /// directory's lockout settings: exit 4 when an AUTH budget could
+        /// let the directory lock an account.
         #[arg(long)]
         connect: bool,
     },
@@ -99,6 +101,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Clear a login's AUTH failure budget in the store, so the directory
+    /// is asked again at its next AUTH (on every instance sharing a Redis
+    /// store). Audited with the operator's name. Exits 3 when the store
+    /// cannot answer.
+    Unlock {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The login, as users type it; resolved to the canonical one.
+        login: String,
+    },
     /// Read a password from standard input and print its `{ARGON2}` hash,
     /// for LDIF directories.
     HashPassword,
@@ -135,7 +147,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(code);
             }
             let config = Config::load(&config)?;
-            runtime()?.block_on(check_store(&config))
+            runtime()?.block_on(async {
+                let store = check_store(&config).await?;
+                let lockout = check_lockout(config).await?;
+                Ok(if store != ExitCode::SUCCESS { store } else { lockout })
+            })
         }
         Command::ConfigSchema => {
             print!("{}", mailwarrant::config::json_schema());
@@ -181,6 +197,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let candidate = read_secret_line("type the candidate password, then Enter:")?;
             runtime()?.block_on(password_check(config, &login, &candidate, json))
         }
+        Command::Unlock { config, login } => {
+            let config = Config::load(&config)?;
+            runtime()?.block_on(unlock(config, &login))
+        }
         Command::Lookup { config, who } => {
             let config = Config::load(&config)?;
             runtime()?.block_on(lookup(config, &who))
@@ -205,6 +225,31 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `check-config --connect`: the directory's own lockout settings against
+/// the AUTH throttle's budgets (an error when a budget could let the
+/// directory lock an account).
+async fn check_lockout(config: Config) -> anyhow::Result<ExitCode> {
+    let app = App::build(config).await.context("while opening the directory and the store")?;
+    let auth =
+        mailwarrant::auth::Authenticator::new(app.identities.clone(), app.store.clone(), app.config.auth.clone());
+    match auth.lockout_risks().await {
+        Ok(risks) if risks.is_empty() => {
+            eprintln!("directory: lockout settings read; the AUTH budgets stay below them");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(risks) => {
+            for r in &risks {
+                eprintln!("error: {r}");
+            }
+            Ok(ExitCode::from(4))
+        }
+        Err(e) => {
+            eprintln!("directory: lockout settings not read: {e}");
+            Ok(ExitCode::from(3))
         }
     }
 }
@@ -308,6 +353,11 @@ async fn password_check(config: Config, login: &str, candidate: &str, json: bool
         app.store.clone(),
         app.config.password.clone(),
         app.config.http.as_ref().map(|h| h.public_base_url.clone()).unwrap_or_default(),
+        std::sync::Arc::new(mailwarrant::auth::Authenticator::new(
+            app.identities.clone(),
+            app.store.clone(),
+            app.config.auth.clone(),
+        )),
     );
     let Some(report) = service.admin_check(login, candidate, time::OffsetDateTime::now_utc()).await? else {
         eprintln!("{login}: not found in the directory");
@@ -392,6 +442,58 @@ async fn lookup(config: Config, who: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `unlock LOGIN`: the same clear and audit as the API and the admin page,
+/// with the directory and store of the config file.
+async fn unlock(config: Config, login: &str) -> anyhow::Result<ExitCode> {
+    use mailwarrant::auth::unlock::{self, Surface};
+    use mailwarrant::auth::Authenticator;
+
+    let login = login.trim();
+    if login.is_empty() || login.len() > mailwarrant::auth::MAX_LOGIN_LEN || login.chars().any(char::is_control) {
+        bail!("a login is 1 to {} printable characters", mailwarrant::auth::MAX_LOGIN_LEN);
+    }
+    let directory = mailwarrant::directory::open(&config.directory).await.context("while opening the directory")?;
+    let store = serve::open_store(&config.store).context("while opening the store")?;
+    let identities = mailwarrant::identity::IdentityCache::new(directory, config.identity.clone());
+    let auth = Authenticator::new(identities, store, config.auth.clone());
+    let done = match unlock::unlock(&auth, login, &format!("cli:{}", operator()), Surface::Cli).await {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("store: {e}; nothing was unlocked");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if done.budget_live {
+        println!("{}: failure budget cleared", done.login);
+    } else {
+        println!("{}: no failures counted; nothing to clear", done.login);
+    }
+    if matches!(config.store, mailwarrant::config::StoreSettings::Sqlite { .. }) {
+        eprintln!(
+            "note: with the SQLite store a running `mailwarrant serve` keeps its counters in memory and does not \
+             see this; unlock through POST /v1/identities/{{login}}/unlock or the admin page while it runs"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who runs the command, for the audit trail: the user behind `sudo`, else
+/// the login name, else the numeric uid.
+fn operator() -> String {
+    for var in ["SUDO_USER", "USER", "LOGNAME"] {
+        if let Some(name) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            return name;
+        }
+    }
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Uid:").and_then(|u| u.split_whitespace().next().map(str::to_owned)))
+        })
+        .map(|uid| format!("uid {uid}"))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {

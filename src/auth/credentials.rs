@@ -246,6 +246,15 @@ impl CredentialCache {
         shard.refused.remove(login);
     }
 
+    /// Forgets the right password of a login but not its refused ones: a
+    /// disabled or locked account keeps counting repeated guesses once,
+    /// exactly as an unknown login does.
+    pub fn forget_success(&self, login: &Login) {
+        let mut shard = lock(&self.shards[shard_of(login)]);
+        shard.ok.remove(login);
+        shard.refused.remove(login);
+    }
+
     /// Drops everything (SIGHUP).
     pub fn clear(&self) {
         for s in &self.shards {

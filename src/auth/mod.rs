@@ -1,13 +1,24 @@
 //! The AUTH decision: one function every front end calls.
 //!
 //! ```text
-//! typed login ─► normalise ─► identity (cached) ─► throttle check ─► credential cache
-//!                                                      │                 │ miss
-//!                                                      ▼                 ▼
-//!                                             temporary refusal    directory bind ─► account state
-//!                                                                                     │
-//!                                                                      AuthDecision + audit line
+//! typed login ─► normalise ─► identity (cached) ─► credential cache ─► right: source budget left? ─► accept
+//!                                  │ unknown,              │ same wrong password as before ─► refuse (not counted)
+//!                                  │ disabled, locked      ▼ not known to be right
+//!                                  └──────────────► reserve a failure budget (atomic, in the store)
+//!                                                          │ spent ─► try later
+//!                                                          ▼
+//!                                           directory bind (or the same cost, unchecked)
+//!                                                          │ right ─► budget handed back ─► account state
+//!                                                          ▼
+//!                                                    AuthDecision + audit line
 //! ```
+//!
+//! A right password the credential cache holds is accepted while the
+//! login's budget is spent (nothing reaches the directory, so there is no
+//! lockout risk): guessing from elsewhere cannot lock the user out. An
+//! unknown, disabled or locked login goes through the same budgets and
+//! the same steps as a wrong password, so neither the bytes nor the count
+//! of answers before "try later" tell whether it exists.
 //!
 //! Front ends (Dovecot auth, saslauthd, HTTP) only parse and format; they
 //! never decide. What must never happen here:
@@ -23,6 +34,7 @@
 pub mod audit;
 pub mod credentials;
 pub mod throttle;
+pub mod unlock;
 
 #[cfg(test)]
 mod tests;
@@ -40,12 +52,10 @@ use crate::audit_log::AuditLog;
 use crate::config::auth::AuthSettings;
 use crate::directory::{BindOutcome, RejectReason};
 use crate::identity::{AccountStatus, Identity, IdentityCache, Login, LookupKey};
-use crate::store::{LogEvery, Store};
+use crate::store::local::LocalCounters;
+use crate::store::{Store, StoreError};
 use credentials::{CredentialCache, Recall};
-use throttle::{Limit, Throttle};
-
-/// During a store outage every AUTH request hits it: a line every 30 s.
-static STORE_OUTAGE_LOG: LogEvery = LogEvery::new(Duration::from_secs(30));
+use throttle::{Budget, Limit, Reservation, Throttle};
 
 /// Longest login accepted (bytes); longer ones are refused unread.
 pub const MAX_LOGIN_LEN: usize = 256;
@@ -59,6 +69,8 @@ pub enum Protocol {
     DovecotAuth,
     Saslauthd,
     Http,
+    /// The self-service page proving a current password.
+    PasswordPage,
 }
 
 impl Protocol {
@@ -67,6 +79,7 @@ impl Protocol {
             Protocol::DovecotAuth => "dovecot_auth",
             Protocol::Saslauthd => "saslauthd",
             Protocol::Http => "http",
+            Protocol::PasswordPage => "password_page",
         }
     }
 }
@@ -140,6 +153,7 @@ pub enum Reason {
     PasswordExpired,
     MustChangePassword,
     TooManyFailuresForLogin,
+    TooManyFailuresForLoginFromClient,
     TooManyFailuresFromClient,
     DirectoryUnavailable,
     StoreUnavailable,
@@ -164,6 +178,7 @@ impl Reason {
             Reason::PasswordExpired => "password_expired",
             Reason::MustChangePassword => "must_change_password",
             Reason::TooManyFailuresForLogin => "too_many_failures_for_login",
+            Reason::TooManyFailuresForLoginFromClient => "too_many_failures_for_login_from_client",
             Reason::TooManyFailuresFromClient => "too_many_failures_from_client",
             Reason::DirectoryUnavailable => "directory_unavailable",
             Reason::StoreUnavailable => "store_unavailable",
@@ -190,6 +205,21 @@ impl AuthDecision {
         self.kind == DecisionKind::Accepted
     }
 
+    /// Refused because a failure budget is spent (a temporary answer).
+    pub fn is_throttled(&self) -> bool {
+        is_throttle(self.reason)
+    }
+
+    /// When a client told "try later" should try again: throttles free a
+    /// unit only after a quiet while, outages usually pass sooner.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.kind {
+            DecisionKind::Temporary if self.is_throttled() => Some(Duration::from_secs(60)),
+            DecisionKind::Temporary => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+
     /// Waits out the failure delay. An async timer: no worker or lock is
     /// held meanwhile.
     pub async fn wait(&self) {
@@ -204,6 +234,9 @@ pub struct Authenticator {
     identities: IdentityCache,
     audit: AuditLog,
     store: Arc<dyn Store>,
+    /// The failure budgets' fallback while the store is down; kept across
+    /// reloads.
+    local: Arc<LocalCounters>,
     state: RwLock<Arc<State>>,
 }
 
@@ -215,18 +248,19 @@ struct State {
 }
 
 impl State {
-    fn new(settings: AuthSettings, store: Arc<dyn Store>) -> Self {
+    fn new(settings: AuthSettings, store: Arc<dyn Store>, local: Arc<LocalCounters>) -> Self {
         let c = &settings.cache;
         let credentials = CredentialCache::new(c.ttl, c.grace, c.negative_ttl, c.mismatch_ttl, c.capacity);
-        let throttle = Throttle::new(store, settings.throttle.clone());
+        let throttle = Throttle::new(store, settings.throttle.clone(), local);
         Self { settings, credentials, throttle }
     }
 }
 
 impl Authenticator {
     pub fn new(identities: IdentityCache, store: Arc<dyn Store>, settings: AuthSettings) -> Self {
-        let state = State::new(settings, store.clone());
-        Self { identities, store, state: RwLock::new(Arc::new(state)), audit: AuditLog::disabled() }
+        let local = Arc::new(LocalCounters::default());
+        let state = State::new(settings, store.clone(), local.clone());
+        Self { identities, store, local, state: RwLock::new(Arc::new(state)), audit: AuditLog::disabled() }
     }
 
     /// Writes every decision to the JSON-lines audit log too.
@@ -238,7 +272,7 @@ impl Authenticator {
     /// Applies new settings (SIGHUP). Caches start empty, like Dovecot's;
     /// failure counts stay (they are in the store).
     pub fn reload(&self, settings: AuthSettings) {
-        let state = Arc::new(State::new(settings, self.store.clone()));
+        let state = Arc::new(State::new(settings, self.store.clone(), self.local.clone()));
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
@@ -247,6 +281,42 @@ impl Authenticator {
     pub fn forget(&self, login: &Login) {
         self.state().credentials.forget(login);
         self.identities.forget(login.as_str());
+    }
+
+    /// Clears a login's failure budget in the store, so every instance
+    /// checks its passwords again (an administrator's unlock). `login` is
+    /// resolved through the directory to its canonical form; an unknown
+    /// one clears what was counted under the typed name. Returns the key
+    /// that was cleared and whether failures were counted against it.
+    pub async fn unlock(&self, login: &str) -> Result<(String, bool), StoreError> {
+        let key = match self.identities.get(login).await {
+            Ok(Some(identity)) => {
+                self.state().credentials.forget(&identity.login);
+                identity.login.as_str().to_owned()
+            }
+            _ => LookupKey::new(login).as_str().to_owned(),
+        };
+        let cleared = self.state().throttle.unlock(&key).await?;
+        Ok((key, cleared))
+    }
+
+    /// Reads the directory's lockout settings and says what the budgets
+    /// cannot keep below them (empty: nothing). `Err` when the directory
+    /// cannot be read.
+    pub async fn lockout_risks(&self) -> Result<Vec<String>, crate::directory::DirectoryError> {
+        let policies = self.identities.directory().lockout_policies().await?;
+        Ok(throttle::lockout_risks(&self.state().settings.throttle, &policies))
+    }
+
+    /// The failures counted against a login's budget (canonical key).
+    pub async fn login_failures(&self, login_key: &str) -> Result<i64, StoreError> {
+        self.state().throttle.login_failures(login_key).await
+    }
+
+    /// Failures a login may have counted before "try later"
+    /// (`[auth.throttle] per_login`), for the admin page.
+    pub fn login_budget(&self) -> u32 {
+        self.state().settings.throttle.per_login
     }
 
     /// Remembered successes, for metrics and the benchmark.
@@ -296,7 +366,10 @@ impl Authenticator {
 
         let identity = match self.identities.get(&req.login).await {
             Ok(Some(identity)) => identity,
-            Ok(None) => return self.unknown_user(state, &typed, req, reply).await,
+            Ok(None) => {
+                let unknown = Login::new(typed.as_str());
+                return self.unverifiable(state, &unknown, Reason::UnknownUser, req, reply).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "directory unavailable for an AUTH lookup");
                 return self.during_outage(state, &typed, password, reply);
@@ -304,21 +377,9 @@ impl Authenticator {
         };
         let login = identity.login.clone();
 
-        match state.throttle.check(login.as_str(), req.client).await {
-            Ok(None) => {}
-            Ok(Some(limit)) => return reply.throttled(limit),
-            Err(e) => {
-                if STORE_OUTAGE_LOG.due() {
-                    tracing::warn!(error = %e, "store unavailable for the AUTH throttle");
-                }
-                return reply.temporary(Reason::StoreUnavailable);
-            }
-        }
-
         // Disabled and locked accounts are refused without a bind (no
-        // failure counted in the directory), generically: the password was
-        // not checked, so the reply must not tell, and neither may its
-        // timing when load pushes answers past the delay floor.
+        // failure counted in the directory), generically, through the
+        // same budgets and steps as an unknown login.
         let now = OffsetDateTime::now_utc();
         let unusable = match identity.account.status(now) {
             AccountStatus::Disabled => Some(Reason::AccountDisabled),
@@ -326,29 +387,45 @@ impl Authenticator {
             _ => None,
         };
         if let Some(reason) = unusable {
-            self.identities.directory().spend_without_checking(&req.password).await;
-            return self.refuse_state(state, &login, reason, reply);
+            state.credentials.forget_success(&login);
+            return self.unverifiable(state, &login, reason, req, reply).await;
         }
 
         let verifier = state.credentials.verifier(&login, password.as_bytes());
-        match state.credentials.recall(&login, &verifier, started) {
-            Recall::Fresh => return self.account_checked(state, &identity, now, Reason::Cached, reply),
-            Recall::KnownBad => return reply.refuse(Reason::RepeatedFailure, None),
-            Recall::Mismatch => {
-                self.count_failure(state, &login, verifier, req.client).await;
-                return reply.refuse(Reason::PasswordMismatch, None);
+        let recall = state.credentials.recall(&login, &verifier, started);
+        match recall {
+            Recall::Fresh => {
+                return match state.throttle.source_spent(login.as_str(), req.client).await {
+                    Ok(Some(limit)) => reply.throttled(limit),
+                    // A proven password needs no budget: during a store
+                    // outage it is accepted whatever the outage action.
+                    Ok(None) | Err(_) => self.account_checked(state, &identity, now, Reason::Cached, reply),
+                };
             }
-            Recall::Grace | Recall::Unknown => {}
+            Recall::KnownBad => return reply.refuse(Reason::RepeatedFailure, None),
+            Recall::Mismatch | Recall::Grace | Recall::Unknown => {}
+        }
+
+        let reservation = match state.throttle.reserve(login.as_str(), req.client).await {
+            Ok(Budget::Reserved(r)) => r,
+            Ok(Budget::Spent(limit)) => return reply.throttled(limit),
+            Err(_) => return reply.temporary(Reason::StoreUnavailable),
+        };
+        if recall == Recall::Mismatch {
+            state.credentials.remember_failure(&login, verifier, Instant::now());
+            return reply.refuse(Reason::PasswordMismatch, None);
         }
 
         match self.identities.directory().authenticate(&identity, &req.password).await {
             Ok(BindOutcome::Accepted { .. }) => {
+                state.throttle.refund(reservation).await;
                 state.credentials.remember_success(&typed, &login, verifier, Instant::now());
                 self.account_checked(state, &identity, now, Reason::Verified, reply)
             }
-            Ok(BindOutcome::Rejected(why)) => self.rejected(state, &login, verifier, req, why, reply).await,
+            Ok(BindOutcome::Rejected(why)) => self.rejected(state, &login, verifier, reservation, why, reply).await,
             Err(e) => {
                 tracing::warn!(error = %e, "directory unavailable for an AUTH bind");
+                state.throttle.refund(reservation).await;
                 self.during_outage(state, &typed, password, reply)
             }
         }
@@ -387,19 +464,27 @@ impl Authenticator {
         state: &State,
         login: &Login,
         verifier: credentials::Verifier,
-        req: &AuthRequest,
+        reservation: Reservation,
         why: RejectReason,
         reply: Reply<'_>,
     ) -> AuthDecision {
         let who = Some(login.clone());
+        // The directory says these only after a right password: the unit
+        // goes back. A wrong password or a lock keeps it.
+        let right = matches!(
+            why,
+            RejectReason::PasswordExpired | RejectReason::MustChangePassword | RejectReason::AccountDisabled
+        );
+        if right || matches!(why, RejectReason::EmptyPassword) {
+            state.throttle.refund(reservation).await;
+        }
         match why {
             RejectReason::InvalidCredentials => {
                 state.credentials.directory_refused(login, Instant::now());
-                self.count_failure(state, login, verifier, req.client).await;
+                state.credentials.remember_failure(login, verifier, Instant::now());
                 reply.refuse(Reason::InvalidCredentials, None)
             }
             RejectReason::EmptyPassword => reply.refuse(Reason::EmptyPassword, None),
-            // The directory says these only after a right password.
             RejectReason::PasswordExpired => {
                 state.credentials.forget(login);
                 reply.build(DecisionKind::PasswordExpired, Reason::PasswordExpired, who)
@@ -416,50 +501,35 @@ impl Authenticator {
         }
     }
 
-    /// Counts a wrong password against the login and the client, once per
-    /// distinct password.
-    async fn count_failure(
-        &self,
-        state: &State,
-        login: &Login,
-        verifier: credentials::Verifier,
-        client: Option<IpAddr>,
-    ) {
-        if state.credentials.remember_failure(login, verifier, Instant::now()) {
-            if let Err(e) = state.throttle.record_failure(login.as_str(), client).await {
-                if STORE_OUTAGE_LOG.due() {
-                    tracing::warn!(error = %e, "failure not counted: store unavailable");
-                }
-            }
-        }
-    }
-
     fn refuse_state(&self, state: &State, login: &Login, reason: Reason, reply: Reply<'_>) -> AuthDecision {
         state.credentials.forget(login);
         reply.refuse(reason, None)
     }
 
-    /// Unknown logins count against the client and the typed name, so
-    /// spraying invented names is throttled like guessing passwords.
-    async fn unknown_user(
+    /// A login whose password is not checked (unknown, disabled, locked):
+    /// the same steps, budgets and cost as a wrong password, so nothing
+    /// tells it apart. `key` is the canonical login, or the typed one
+    /// when unknown.
+    async fn unverifiable(
         &self,
         state: &State,
-        typed: &LookupKey,
+        key: &Login,
+        reason: Reason,
         req: &AuthRequest,
         reply: Reply<'_>,
     ) -> AuthDecision {
-        match state.throttle.check(typed.as_str(), req.client).await {
-            Ok(Some(limit)) => return reply.throttled(limit),
-            Ok(None) => {}
+        let verifier = state.credentials.verifier(key, req.password.expose_secret().as_bytes());
+        if state.credentials.recall(key, &verifier, reply.started) == Recall::KnownBad {
+            return reply.refuse(reason, None);
+        }
+        match state.throttle.reserve(key.as_str(), req.client).await {
+            Ok(Budget::Reserved(_)) => {}
+            Ok(Budget::Spent(limit)) => return reply.throttled(limit),
             Err(_) => return reply.temporary(Reason::StoreUnavailable),
         }
-        if let Err(e) = state.throttle.record_failure(typed.as_str(), req.client).await {
-            if STORE_OUTAGE_LOG.due() {
-                tracing::warn!(error = %e, "failure not counted: store unavailable");
-            }
-        }
         self.identities.directory().spend_without_checking(&req.password).await;
-        reply.refuse(Reason::UnknownUser, None)
+        state.credentials.remember_failure(key, verifier, Instant::now());
+        reply.refuse(reason, None)
     }
 
     /// The directory cannot answer: a recently verified password still
@@ -512,6 +582,7 @@ impl Reply<'_> {
     fn throttled(self, limit: Limit) -> AuthDecision {
         let reason = match limit {
             Limit::Login => Reason::TooManyFailuresForLogin,
+            Limit::LoginFromClient => Reason::TooManyFailuresForLoginFromClient,
             Limit::Client => Reason::TooManyFailuresFromClient,
         };
         self.temporary(reason)
@@ -519,5 +590,8 @@ impl Reply<'_> {
 }
 
 fn is_throttle(reason: Reason) -> bool {
-    matches!(reason, Reason::TooManyFailuresForLogin | Reason::TooManyFailuresFromClient)
+    matches!(
+        reason,
+        Reason::TooManyFailuresForLogin | Reason::TooManyFailuresForLoginFromClient | Reason::TooManyFailuresFromClient
+    )
 }

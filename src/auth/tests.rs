@@ -104,8 +104,76 @@ impl Directory for Lab {
     }
 }
 
+/// The embedded store that can be switched off, as a Redis outage would.
+struct Switchable {
+    inner: SqliteStore,
+    down: AtomicBool,
+}
+
+impl Switchable {
+    fn check(&self) -> crate::store::Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(crate::store::StoreError::Unavailable("switched off".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Switchable {
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> crate::store::Result<i64> {
+        self.check()?;
+        self.inner.incr(key, delta, ttl).await
+    }
+    async fn incr_within(
+        &self,
+        once: Option<(&str, Duration)>,
+        increments: &[crate::store::Increment],
+    ) -> crate::store::Result<crate::store::ChargeOutcome> {
+        self.check()?;
+        self.inner.incr_within(once, increments).await
+    }
+    async fn counter(&self, key: &str) -> crate::store::Result<i64> {
+        self.check()?;
+        self.inner.counter(key).await
+    }
+    async fn counter_with_ttl(&self, key: &str) -> crate::store::Result<Option<(i64, Duration)>> {
+        self.check()?;
+        self.inner.counter_with_ttl(key).await
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> crate::store::Result<()> {
+        self.check()?;
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> crate::store::Result<bool> {
+        self.check()?;
+        self.inner.set_if_absent(key, value, ttl).await
+    }
+    async fn get(&self, key: &str) -> crate::store::Result<Option<Vec<u8>>> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> crate::store::Result<bool> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
+    async fn append(&self, log: &str, record: &[u8], keep: usize) -> crate::store::Result<()> {
+        self.check()?;
+        self.inner.append(log, record, keep).await
+    }
+    async fn tail(&self, log: &str, limit: usize) -> crate::store::Result<Vec<Vec<u8>>> {
+        self.check()?;
+        self.inner.tail(log, limit).await
+    }
+    async fn check_health(&self) -> crate::store::Result<()> {
+        self.check()
+    }
+}
+
 struct Fixture {
     auth: Authenticator,
+    store: Arc<Switchable>,
     lab: Arc<Lab>,
     identities: IdentityCache,
     _dir: tempfile::TempDir,
@@ -121,12 +189,15 @@ fn fixture(tune: impl FnOnce(&mut AuthSettings)) -> Fixture {
     };
     let identities = IdentityCache::new(lab.clone(), identity_settings);
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap());
+    let store = Arc::new(Switchable {
+        inner: SqliteStore::open(&dir.path().join("s.sqlite")).unwrap(),
+        down: AtomicBool::new(false),
+    });
     let mut settings = AuthSettings { failure_delay: Duration::ZERO, ..Default::default() };
     settings.texts.expired = "Password expired: change it at https://mail.example.com/password".into();
     tune(&mut settings);
-    let auth = Authenticator::new(identities.clone(), store, settings);
-    Fixture { auth, lab, identities, _dir: dir }
+    let auth = Authenticator::new(identities.clone(), store.clone(), settings);
+    Fixture { auth, store, lab, identities, _dir: dir }
 }
 
 fn request(login: &str, password: &str, client: &str) -> AuthRequest {
@@ -229,7 +300,10 @@ async fn the_same_wrong_password_reaches_the_directory_once() {
 
 #[tokio::test]
 async fn guesses_right_after_a_refusal_do_not_reach_the_directory() {
-    let f = fixture(|s| s.throttle.per_login = 10);
+    let f = fixture(|s| {
+        s.throttle.per_login = 10;
+        s.throttle.per_login_client = 20;
+    });
     check(&f, "bob", "Bob-Demo-2026!", (DecisionKind::Accepted, Reason::Verified, Some("bob"))).await;
     check(&f, "bob", "guess-0", (DecisionKind::Refused, Reason::InvalidCredentials, None)).await;
     let binds = f.lab.binds.load(Ordering::SeqCst);
@@ -267,8 +341,8 @@ async fn throttling_stops_guessing_before_the_directory() {
         let d = f.auth.authenticate(request("bob", &format!("guess-{i}"), "192.0.2.1")).await;
         assert_eq!((d.kind, d.reason), (DecisionKind::Temporary, Reason::TooManyFailuresForLogin));
     }
-    // Even the right password waits out the window: a guesser must not
-    // learn that a guess was right.
+    // A right password that is not cached waits out the window too: a
+    // guesser must not learn that a guess was right.
     let d = f.auth.authenticate(request("bob", "Bob-Demo-2026!", "192.0.2.1")).await;
     assert_eq!(d.kind, DecisionKind::Temporary);
     assert_eq!(f.lab.binds.load(Ordering::SeqCst), binds, "no bind while throttled");
@@ -332,6 +406,7 @@ async fn accounts_seen_disabled_lose_their_grace() {
     let auth = Authenticator {
         identities: identities.clone(),
         store: f.auth.store.clone(),
+        local: f.auth.local.clone(),
         state: RwLock::new(f.auth.state()),
         audit: crate::audit_log::AuditLog::disabled(),
     };
@@ -363,4 +438,104 @@ async fn refusals_wait_from_arrival_and_successes_do_not() {
     assert!(Instant::now() >= t0 + Duration::from_secs(2));
     let d = f.auth.authenticate(request("alice", "Alice-Demo-2026!", "192.0.2.9")).await;
     assert_eq!(d.not_before, None);
+}
+
+/// Guessing from far away spends the login's budget; the user's own
+/// device still gets in with the right password the cache holds, and
+/// without it is told to try later (454), never that the password is
+/// wrong (535).
+#[tokio::test]
+async fn the_rightful_user_keeps_working_while_others_guess() {
+    let own = "192.0.2.50";
+    let f = fixture(|s| s.throttle.per_login = 8);
+    assert_eq!(f.auth.authenticate(request("alice", "Alice-Demo-2026!", own)).await.reason, Reason::Verified);
+    let binds = f.lab.binds.load(Ordering::SeqCst);
+    for i in 0..20u8 {
+        f.auth.authenticate(request("alice", &format!("guess-{i}"), &format!("203.0.113.{}", i / 2))).await;
+    }
+    assert_eq!(f.lab.binds.load(Ordering::SeqCst) - binds, 1, "the mismatch TTL kept the rest from the directory");
+    assert_eq!(f.auth.login_failures("alice").await.unwrap(), 8, "the login budget is spent, not passed");
+    let d = f.auth.authenticate(request("alice", "Alice-Demo-2026!", own)).await;
+    assert_eq!((d.kind, d.reason), (DecisionKind::Accepted, Reason::Cached));
+    let d = f.auth.authenticate(request("alice", "Alice-Other-2026!", own)).await;
+    assert_eq!((d.kind, d.reason), (DecisionKind::Temporary, Reason::TooManyFailuresForLogin));
+    // A network that spent its own budget gets nothing, not even the
+    // right password: it could otherwise guess against the cache.
+    for i in 0..4 {
+        f.auth.authenticate(request("bob", &format!("guess-{i}"), "198.51.100.77")).await;
+    }
+    let d = f.auth.authenticate(request("bob", "Bob-Demo-2026!", "198.51.100.77")).await;
+    assert_eq!((d.kind, d.reason), (DecisionKind::Temporary, Reason::TooManyFailuresForLoginFromClient));
+    // An administrator's unlock clears the login budget everywhere.
+    assert_eq!(f.auth.unlock("ALICE").await.unwrap(), ("alice".to_owned(), true));
+    let d = f.auth.authenticate(request("alice", "Alice-Other-2026!", own)).await;
+    assert_eq!(d.reason, Reason::InvalidCredentials);
+}
+
+/// What a client sees, attempt by attempt: kind and text.
+async fn transcript(f: &Fixture, login: &str, passwords: &[String], client: &str) -> Vec<(DecisionKind, String)> {
+    let mut out = Vec::new();
+    for p in passwords {
+        let d = f.auth.authenticate(request(login, p, client)).await;
+        out.push((d.kind, d.reply_text));
+    }
+    out
+}
+
+/// Known, unknown, disabled and locked logins answer alike, attempt by
+/// attempt, through the throttle: repeating one wrong password, and
+/// trying many.
+#[tokio::test]
+async fn throttled_states_do_not_tell_who_exists() {
+    let same: Vec<String> = (0..12).map(|_| "Wrong-Password-1".to_owned()).collect();
+    let many: Vec<String> = (0..12).map(|i| format!("Wrong-Password-{i}")).collect();
+    for passwords in [same, many] {
+        let mut seen = Vec::new();
+        for login in ["bob", "nobody", "grace", "frank"] {
+            let f = fixture(|s| {
+                s.cache.mismatch_ttl = Duration::ZERO;
+                s.throttle.per_login = 8;
+                s.throttle.per_login_client = 5;
+            });
+            seen.push((login, transcript(&f, login, &passwords, "192.0.2.60").await));
+        }
+        for (login, t) in &seen[1..] {
+            assert_eq!(t, &seen[0].1, "{login} differs from {}", seen[0].0);
+        }
+        assert!(seen[0].1.iter().any(|(k, _)| *k == DecisionKind::Refused));
+    }
+}
+
+/// The store goes down: cached passwords keep working, unproven ones are
+/// still counted (in this process, carrying on from what it saw), and the
+/// directory sees no more wrong passwords than the budget.
+#[tokio::test]
+async fn a_store_outage_falls_back_to_local_budgets() {
+    let f = fixture(|s| {
+        s.throttle.per_login = 4;
+        s.throttle.per_login_client = 10;
+        s.cache.mismatch_ttl = Duration::ZERO;
+    });
+    assert_eq!(f.auth.authenticate(request("alice", "Alice-Demo-2026!", "192.0.2.70")).await.reason, Reason::Verified);
+    for i in 0..2 {
+        f.auth.authenticate(request("alice", &format!("guess-{i}"), "203.0.113.1")).await;
+    }
+    f.store.down.store(true, Ordering::SeqCst);
+    let binds = f.lab.binds.load(Ordering::SeqCst);
+    for i in 2..10 {
+        f.auth.authenticate(request("alice", &format!("guess-{i}"), "203.0.113.1")).await;
+    }
+    assert_eq!(f.lab.binds.load(Ordering::SeqCst) - binds, 2, "two units were left before the outage");
+    let d = f.auth.authenticate(request("alice", "Alice-Demo-2026!", "192.0.2.70")).await;
+    assert_eq!((d.kind, d.reason), (DecisionKind::Accepted, Reason::Cached));
+
+    // `tempfail`: unproven passwords wait for the store; proven ones pass.
+    let f = fixture(|s| s.throttle.store_error_action = crate::config::auth::StoreErrorAction::Tempfail);
+    assert_eq!(f.auth.authenticate(request("alice", "Alice-Demo-2026!", "192.0.2.70")).await.reason, Reason::Verified);
+    f.store.down.store(true, Ordering::SeqCst);
+    let d = f.auth.authenticate(request("alice", "guess", "192.0.2.70")).await;
+    assert_eq!((d.kind, d.reason), (DecisionKind::Temporary, Reason::StoreUnavailable));
+    let d = f.auth.authenticate(request("alice", "Alice-Demo-2026!", "192.0.2.70")).await;
+    assert_eq!((d.kind, d.reason), (DecisionKind::Accepted, Reason::Cached));
+    f.store.down.store(false, Ordering::SeqCst);
 }

@@ -84,16 +84,37 @@ crate::listener_section! {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawThrottle {
-    /// The window failures are counted in.
+    /// Failures are forgotten after this long without a new one. At least
+    /// the directory's own observation window (ppolicy
+    /// `pwdFailureCountInterval`, AD `lockoutObservationWindow`).
     #[serde(default = "default_window")]
     pub window: String,
-    /// Failures per login within the window before temporary refusal.
-    /// Keep it below the directory's lockout threshold.
+    /// Unproven passwords checked per login before the answer becomes
+    /// "try later". Keep it below the directory's lockout threshold.
     #[serde(default = "default_per_login")]
     pub per_login: u32,
-    /// Failures per client address within the window.
+    /// The same per login from one client network (IPv4 address, IPv6
+    /// /64); smaller than `per_login`, so one network cannot spend the
+    /// login's whole budget.
+    #[serde(default = "default_per_login_client")]
+    pub per_login_client: u32,
+    /// Per client network, over all logins.
     #[serde(default = "default_per_client")]
     pub per_client: u32,
+    /// When the store cannot answer: `local` keeps the budgets in this
+    /// process (cached passwords keep working, unproven ones are still
+    /// counted); `tempfail` answers "try later" to every unproven password.
+    #[serde(default)]
+    pub store_error_action: StoreErrorAction,
+}
+
+/// What the AUTH throttle does while the store is down.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreErrorAction {
+    #[default]
+    Local,
+    Tempfail,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -158,7 +179,13 @@ impl Default for RawAuth {
 
 impl Default for RawThrottle {
     fn default() -> Self {
-        Self { window: default_window(), per_login: default_per_login(), per_client: default_per_client() }
+        Self {
+            window: default_window(),
+            per_login: default_per_login(),
+            per_login_client: default_per_login_client(),
+            per_client: default_per_client(),
+            store_error_action: StoreErrorAction::default(),
+        }
     }
 }
 
@@ -219,10 +246,15 @@ pub const SASLAUTHD_DEFAULTS: ListenerDefaults = ListenerDefaults {
 pub const FD_NAME_DOVECOT: &str = "dovecot-auth";
 pub const FD_NAME_SASLAUTHD: &str = "saslauthd";
 fn default_window() -> String {
-    "15m".into()
+    // AD's default lockoutObservationWindow; ppolicy sites usually count
+    // for less (`pwdFailureCountInterval`).
+    "30m".into()
 }
 fn default_per_login() -> u32 {
     8
+}
+fn default_per_login_client() -> u32 {
+    4
 }
 fn default_per_client() -> u32 {
     50
@@ -282,7 +314,9 @@ pub struct SaslauthdListenerSettings {
 pub struct ThrottleSettings {
     pub window: Duration,
     pub per_login: u32,
+    pub per_login_client: u32,
     pub per_client: u32,
+    pub store_error_action: StoreErrorAction,
 }
 
 #[derive(Debug, Clone)]
@@ -333,8 +367,15 @@ impl Validate for RawAuth {
             sasl.validate_as(p, base_dir, "auth.saslauthd", &SASLAUTHD_DEFAULTS)
         };
         let window = duration::parse(p, "auth.throttle.window", &self.throttle.window);
-        if self.throttle.per_login == 0 || self.throttle.per_client == 0 {
-            p.error("auth.throttle", "per_login and per_client must be at least 1");
+        let t = &self.throttle;
+        if t.per_login == 0 || t.per_client == 0 || t.per_login_client == 0 {
+            p.error("auth.throttle", "per_login, per_login_client and per_client must be at least 1");
+        }
+        if t.per_login_client > t.per_login {
+            p.warn(
+                "auth.throttle.per_login_client",
+                "is above per_login: one client network can then spend the whole login budget and lock the user out of every device",
+            );
         }
         let ttl = duration::parse(p, "auth.cache.ttl", &self.cache.ttl);
         let grace = duration::parse(p, "auth.cache.grace", &self.cache.grace);
@@ -360,8 +401,10 @@ impl Validate for RawAuth {
             saslauthd: SaslauthdListenerSettings { listener: sasl? },
             throttle: ThrottleSettings {
                 window: window?,
-                per_login: self.throttle.per_login.max(1),
-                per_client: self.throttle.per_client.max(1),
+                per_login: t.per_login.max(1),
+                per_login_client: t.per_login_client.max(1),
+                per_client: t.per_client.max(1),
+                store_error_action: t.store_error_action,
             },
             cache: CredentialCacheSettings {
                 ttl: ttl?,

@@ -180,6 +180,20 @@ pub async fn open(settings: &DirectorySettings) -> Result<Arc<dyn Directory>> {
     }
 }
 
+/// One lockout rule of the directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Where it was read (the entry's DN), for messages.
+    pub source: String,
+    /// Failures that lock the account; 0: this rule locks nobody.
+    pub threshold: u32,
+    /// How long the directory remembers a failure: ppolicy
+    /// `pwdFailureCountInterval` (failures older are purged), AD
+    /// `lockoutObservationWindow` (the count resets after this long
+    /// without failures). `None`: until a successful bind.
+    pub observation: Option<std::time::Duration>,
+}
+
 /// What every directory backend provides.
 #[async_trait]
 pub trait Directory: Send + Sync + 'static {
@@ -228,6 +242,14 @@ pub trait Directory: Send + Sync + 'static {
 
     /// A cheap round trip, for readiness checks.
     async fn check_health(&self) -> Result<()>;
+
+    /// The directory's own lockout settings that the service account can
+    /// read (OpenLDAP ppolicy entries, the AD domain and its fine-grained
+    /// password settings), so the AUTH throttle can be checked against
+    /// them. Empty where the directory locks nobody (LDIF).
+    async fn lockout_policies(&self) -> Result<Vec<LockoutPolicy>> {
+        Ok(Vec::new())
+    }
 
     /// `ldap` or `ldif`, for logs.
     fn kind(&self) -> &'static str;

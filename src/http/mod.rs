@@ -67,16 +67,21 @@ impl HttpState {
     /// `auth`: the AUTH core, whose credential cache drops a login after
     /// its password changed.
     pub fn from_app(app: &App, settings: &HttpSettings, auth: Option<Arc<Authenticator>>) -> Self {
-        let mut passwords = PasswordService::new(
+        // The page proves current passwords through the AUTH core; without
+        // the running one (tests of the page alone), one over the same store.
+        let prover = auth.clone().unwrap_or_else(|| {
+            Arc::new(Authenticator::new(app.identities.clone(), app.store.clone(), app.config.auth.clone()))
+        });
+        let forget = prover.clone();
+        let passwords = PasswordService::new(
             app.identities.clone(),
             app.store.clone(),
             app.config.password.clone(),
             settings.public_base_url.clone(),
+            prover,
         )
-        .with_mailer(app.mailer.clone(), app.config.reminders.clone());
-        if let Some(auth) = auth.clone() {
-            passwords = passwords.on_change(Arc::new(move |login| auth.forget(login)));
-        }
+        .with_mailer(app.mailer.clone(), app.config.reminders.clone())
+        .on_change(Arc::new(move |login| forget.forget(login)));
         Self {
             passwords,
             store: app.store.clone(),

@@ -1,10 +1,13 @@
 //! `/password`: the self-service change page and its live check endpoint.
 //!
 //! - `GET /password` asks for the login; `GET /password?login=alice`
-//!   shows alice's rules and the form (with a fresh CSRF token).
+//!   shows the form (with a fresh CSRF token) and the default rules, the
+//!   same for every login: nothing about alice is shown before her
+//!   current password is proven.
 //! - `POST /password` (form): Origin check, CSRF token, then the change
-//!   flow of [`crate::password::change`]. A wrong current password and an
-//!   unknown login get the same message and status.
+//!   flow of [`crate::password::change`]. An unknown login, a wrong current
+//!   password and a disabled or locked account get the same message,
+//!   status and delay.
 //! - `POST /password/check` (JSON `{login, password}`): every rule's
 //!   verdict and zxcvbn's advice, for the live meter. The body is never
 //!   logged; the endpoint is rate limited per client.
@@ -24,7 +27,7 @@ use super::password_view::{self as view, FormView, Notice};
 use super::{csrf, HttpState};
 use crate::config::http::PASSWORD_PAGE_PATH;
 use crate::http::layout::respond as html;
-use crate::password::{ChangeRequest, ChangeResult, Refusal, Verdict};
+use crate::password::{ChangeRequest, ChangeResult, Refusal, Report};
 
 /// Longest login accepted; anything longer is nobody.
 const MAX_LOGIN: usize = 256;
@@ -87,7 +90,7 @@ async fn form_page(
     s: &HttpState,
     status: StatusCode,
     login: &str,
-    verdicts: Option<Vec<Verdict>>,
+    verdicts: Option<Report>,
     notice: Option<Notice<'_>>,
 ) -> Response {
     let token = match csrf::issue(&s.store).await {
@@ -97,16 +100,16 @@ async fn form_page(
             return unavailable(s);
         }
     };
-    let rules = s.passwords.rules_for(login).await;
-    let shown = verdicts.unwrap_or(rules.rules);
-    let markup = view::change_form(&FormView {
-        base: base(s),
-        token: &token,
-        login,
-        policy: &rules.policy,
-        rules: &shown,
-        notice,
-    });
+    // The user's own rules only in the answer to a proven submission.
+    let (policy, shown) = match verdicts {
+        Some(report) => (report.policy, report.verdicts),
+        None => {
+            let rules = s.passwords.rules();
+            (rules.policy, rules.rules)
+        }
+    };
+    let markup =
+        view::change_form(&FormView { base: base(s), token: &token, login, policy: &policy, rules: &shown, notice });
     let secure = s.settings.public_base_url.starts_with("https://");
     let mut response = html(status, markup);
     if let Ok(v) = csrf::set_cookie(&token, secure).parse() {
@@ -187,7 +190,7 @@ async fn submit(
                     (
                         StatusCode::UNPROCESSABLE_ENTITY,
                         format!("The new password was not accepted. {first}"),
-                        Some(report.verdicts),
+                        Some(report),
                     )
                 }
                 Refusal::Directory(reason) => {
@@ -228,11 +231,11 @@ async fn live_check(
     }
     let login = clean_login(&login);
     if password.is_empty() {
-        let rules = s.passwords.rules_for(login).await;
+        let rules = s.passwords.rules();
         let report = crate::password::Report { policy: rules.policy, verdicts: rules.rules, strength: None };
         return Json(report).into_response();
     }
-    Json(s.passwords.live_check(login, &password, OffsetDateTime::now_utc()).await).into_response()
+    Json(s.passwords.live_check(login, &password, OffsetDateTime::now_utc())).into_response()
 }
 
 fn clean_login(typed: &str) -> &str {

@@ -1,16 +1,21 @@
-//! The change flow: throttle → rules → bind with the current password →
-//! history → directory write → cache dropped, history kept, confirmation
-//! queued, audit line.
+//! The change flow: client limit → the current password proven by the AUTH
+//! core → the user's rules → history → directory write → cache dropped,
+//! history kept, confirmation queued, audit line.
 //!
 //! The only part of `password/` that does I/O (directory, store); the
 //! rules it applies are the pure ones in [`super::check`]. Front ends (the
 //! self-service page, later the JSON API) call [`PasswordService`] and only
 //! format its answers.
 //!
-//! Must not: tell a wrong current password from an unknown login (one
-//! generic refusal, and an argon2 verification either way so timing
-//! agrees); check history before the current password is proven (history
-//! is private); log or store any password in the clear.
+//! The current password is proven by [`Authenticator::authenticate`], the
+//! same decision SMTP AUTH gets: the same failure budgets (so guessing
+//! through the page gains nothing over guessing through SMTP), the same
+//! failure delay, and one generic answer for an unknown login, a wrong
+//! password, and a disabled or locked account.
+//!
+//! Must not: show anything private (the user's own policy, history,
+//! account state) before the current password is proven; log or store any
+//! password in the clear.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,9 +27,10 @@ use time::OffsetDateTime;
 
 use super::check::{check, requirements, Facts, Report, Verdict};
 use super::{history, Candidate, UserContext};
+use crate::auth::{AuthRequest, Authenticator, DecisionKind, Protocol};
 use crate::config::password::ExpiredChange;
 use crate::config::{PasswordSettings, ReminderSettings};
-use crate::directory::{BindOutcome, ChangeOptions, ChangeOutcome, ChangeRefusal, DirectoryError, RejectReason};
+use crate::directory::{ChangeOptions, ChangeOutcome, ChangeRefusal, DirectoryError};
 use crate::identity::{AccountStatus, Identity, IdentityCache, Login};
 use crate::mailer::Mailer;
 use crate::store::{Store, StoreError};
@@ -33,16 +39,13 @@ use crate::store::{Store, StoreError};
 const WINDOW: Duration = Duration::from_secs(3600);
 /// How many confirmation mails wait in the outbox at most.
 const OUTBOX_KEEP: usize = 10_000;
-const AUDIT_KEEP: usize = 100_000;
+/// Records kept in the store's admin audit log (the oldest go first).
+pub const AUDIT_KEEP: usize = 100_000;
 /// Store log read by the mailer; stable name.
 pub const OUTBOX_LOG: &str = "outbox";
+/// Store log of password changes and administrators' actions (unlocks);
+/// stable name, shared by every instance on the store.
 pub const AUDIT_LOG: &str = "audit";
-/// The AUTH core's failure counters (`auth::throttle`, stable key
-/// prefixes): wrong current passwords on the page count there too, and a
-/// login already throttled for SMTP AUTH is throttled here, so guessing
-/// through the page gains nothing (RELIABILITY W3).
-const AUTH_FAIL_LOGIN: &str = "auth:fail:login:";
-const AUTH_FAIL_CLIENT: &str = "auth:fail:client:";
 
 /// Called with the canonical login after every successful change, e.g. to
 /// drop the AUTH core's credential cache entry.
@@ -55,6 +58,10 @@ pub enum ChangeError {
     Directory(#[from] DirectoryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The AUTH core could not prove the current password (directory or
+    /// store down).
+    #[error("the current password cannot be checked now")]
+    Unproven,
 }
 
 /// Why a change was refused.
@@ -92,6 +99,8 @@ pub struct PasswordService {
     settings: PasswordSettings,
     public_base_url: String,
     mailer: Option<Arc<Mailer>>,
+    /// Proves the current password (budgets, delay, generic answers).
+    auth: Arc<Authenticator>,
     /// For the time zone of the confirmation mail.
     reminders: Option<ReminderSettings>,
     listeners: Vec<ChangeListener>,
@@ -111,8 +120,18 @@ impl PasswordService {
         store: Arc<dyn Store>,
         settings: PasswordSettings,
         public_base_url: String,
+        auth: Arc<Authenticator>,
     ) -> Self {
-        Self { identities, store, settings, public_base_url, mailer: None, reminders: None, listeners: Vec::new() }
+        Self {
+            identities,
+            store,
+            settings,
+            public_base_url,
+            mailer: None,
+            auth,
+            reminders: None,
+            listeners: Vec::new(),
+        }
     }
 
     /// Whether a successful change is confirmed by mail.
@@ -139,19 +158,21 @@ impl PasswordService {
         &self.settings
     }
 
-    /// The rules of the policy that applies to `login` (the default one
-    /// for unknown logins or when the directory cannot answer).
-    pub async fn rules_for(&self, login: &str) -> Rules {
-        let who = self.known(login).await;
-        let policy = self.settings.policies.for_identity(who.as_deref());
+    /// The rules shown before the current password is proven: the
+    /// default policy's, the same for every login, so the page does not
+    /// tell who exists or which groups they are in. The user's own policy
+    /// applies when the change is submitted, after the proof.
+    pub fn rules(&self) -> Rules {
+        let policy = self.settings.policies.for_identity(None);
         Rules { policy: policy.name.to_string(), rules: requirements(policy) }
     }
 
-    /// The live check: every rule but history, and zxcvbn's advice.
-    pub async fn live_check(&self, login: &str, candidate: &str, now: OffsetDateTime) -> Report {
-        let who = self.known(login).await;
-        let policy = self.settings.policies.for_identity(who.as_deref());
-        let context = who.as_deref().map_or_else(|| UserContext::from_login(login), UserContext::from_identity);
+    /// The live check: the default policy's rules but history, and
+    /// zxcvbn's advice with the words of the typed login (not of the
+    /// directory entry: that would tell the entry exists).
+    pub fn live_check(&self, login: &str, candidate: &str, now: OffsetDateTime) -> Report {
+        let policy = self.settings.policies.for_identity(None);
+        let context = UserContext::from_login(login);
         let facts = Facts {
             context: &context,
             blocklist: &self.settings.blocklist,
@@ -190,30 +211,43 @@ impl PasswordService {
         Ok(Some(check(policy, Candidate(candidate), &facts)))
     }
 
-    async fn known(&self, login: &str) -> Option<Arc<Identity>> {
-        if login.trim().is_empty() {
-            return None;
-        }
-        self.identities.get(login).await.ok().flatten()
-    }
-
     /// Runs the whole change flow.
     pub async fn change(&self, req: &ChangeRequest<'_>, now: OffsetDateTime) -> Result<ChangeResult, ChangeError> {
         let login_key = req.login.trim().to_lowercase();
         if self.throttled(&login_key, req.client).await? {
-            self.audit("throttled", &login_key, req.client, None).await;
+            self.audit("throttled", &login_key, req.client, Some("page_attempts")).await;
             return Ok(ChangeResult::Refused(Refusal::Throttled));
         }
-        let Some(who) = self.identities.get(req.login).await? else {
-            equalize_timing(req.current).await;
-            self.audit("refused", &login_key, req.client, Some("unknown_login")).await;
-            return Ok(ChangeResult::Refused(Refusal::WrongCredentials));
+        let proof = self
+            .auth
+            .authenticate(AuthRequest {
+                login: req.login.to_owned(),
+                authzid: None,
+                password: req.current.clone(),
+                client: req.client,
+                protocol: Protocol::PasswordPage,
+            })
+            .await;
+        let proven = match (proof.kind, &proof.login) {
+            // An expired password is right, and is exactly what the page
+            // is for.
+            (DecisionKind::Accepted | DecisionKind::PasswordExpired, Some(login)) => login.clone(),
+            (DecisionKind::Temporary, _) if proof.is_throttled() => {
+                proof.wait().await;
+                self.audit("throttled", &login_key, req.client, Some(proof.reason.as_str())).await;
+                return Ok(ChangeResult::Refused(Refusal::Throttled));
+            }
+            (DecisionKind::Temporary, _) => return Err(ChangeError::Unproven),
+            // Unknown, wrong, disabled, locked: one answer, after the delay.
+            _ => {
+                proof.wait().await;
+                self.audit("refused", &login_key, req.client, Some(proof.reason.as_str())).await;
+                return Ok(ChangeResult::Refused(Refusal::WrongCredentials));
+            }
         };
-        let shared = self.store.counter(&format!("{AUTH_FAIL_LOGIN}{}", who.login)).await?;
-        if shared >= i64::from(self.settings.attempts_per_login_per_hour) {
-            self.audit("throttled", who.login.as_str(), req.client, Some("auth_failures")).await;
-            return Ok(ChangeResult::Refused(Refusal::Throttled));
-        }
+        let Some(who) = self.identities.get(proven.as_str()).await? else {
+            return Err(ChangeError::Unproven);
+        };
         let status = who.account.status(now);
         let forced = matches!(status, AccountStatus::PasswordExpired | AccountStatus::MustChangePassword);
         let policy = self.settings.policies.for_identity(Some(&who)).clone();
@@ -234,21 +268,6 @@ impl PasswordService {
             self.audit("refused", who.login.as_str(), req.client, Some("policy")).await;
             return Ok(ChangeResult::Refused(Refusal::Policy(report)));
         }
-        match self.identities.directory().authenticate(&who, req.current).await? {
-            BindOutcome::Accepted { .. }
-            | BindOutcome::Rejected(RejectReason::PasswordExpired | RejectReason::MustChangePassword) => {}
-            BindOutcome::Rejected(RejectReason::InvalidCredentials | RejectReason::EmptyPassword) => {
-                self.record_failure(who.login.as_str(), req.client).await?;
-                self.audit("refused", who.login.as_str(), req.client, Some("wrong_current_password")).await;
-                return Ok(ChangeResult::Refused(Refusal::WrongCredentials));
-            }
-            BindOutcome::Rejected(RejectReason::AccountLocked) => {
-                return self.refuse(&who, req.client, ChangeRefusal::AccountLocked).await;
-            }
-            BindOutcome::Rejected(RejectReason::AccountDisabled) => {
-                return self.refuse(&who, req.client, ChangeRefusal::AccountDisabled).await;
-            }
-        }
         let history_key = history::store_key(who.login.as_str());
         let entries = match self.store.get(&history_key).await? {
             Some(bytes) => history::decode(&bytes),
@@ -268,7 +287,6 @@ impl PasswordService {
         match self.identities.directory().change_password(&who, req.current, req.new, &options).await? {
             ChangeOutcome::Changed => {}
             ChangeOutcome::Refused(ChangeRefusal::InvalidCredentials) => {
-                self.record_failure(who.login.as_str(), req.client).await?;
                 self.audit("refused", who.login.as_str(), req.client, Some("wrong_current_password")).await;
                 return Ok(ChangeResult::Refused(Refusal::WrongCredentials));
             }
@@ -307,7 +325,6 @@ impl PasswordService {
                 _ => tracing::error!(login = %who.login, "password history entry could not be hashed"),
             }
         }
-        let _ = self.store.delete(&failure_key("login", who.login.as_str())).await;
         self.queue_confirmation(who, now).await;
         self.audit("changed", who.login.as_str(), req.client, None).await;
     }
@@ -372,27 +389,19 @@ impl PasswordService {
         Ok(ChangeResult::Refused(Refusal::Directory(reason)))
     }
 
-    /// Counts the attempt; true when a limit is already reached.
+    /// Counts the attempt; true when a limit is already reached. The
+    /// client is counted first, so one client cannot make the store keep
+    /// a counter per invented login past its own limit.
     async fn throttled(&self, login_key: &str, client: Option<IpAddr>) -> Result<bool, StoreError> {
+        if let Some(ip) = client {
+            let network = crate::auth::throttle::network(ip);
+            let by_client = self.store.incr(&attempt_key("client", &network), 1, WINDOW).await?;
+            if by_client > i64::from(self.settings.changes_per_client_per_hour) {
+                return Ok(true);
+            }
+        }
         let by_login = self.store.incr(&attempt_key("login", login_key), 1, WINDOW).await?;
-        let failures = self.store.counter(&failure_key("login", login_key)).await?;
-        let mut over = by_login > i64::from(self.settings.attempts_per_login_per_hour)
-            || failures >= i64::from(self.settings.attempts_per_login_per_hour);
-        if let Some(ip) = client {
-            let by_client = self.store.incr(&attempt_key("client", &ip.to_string()), 1, WINDOW).await?;
-            over |= by_client > i64::from(self.settings.changes_per_client_per_hour);
-        }
-        Ok(over)
-    }
-
-    async fn record_failure(&self, login: &str, client: Option<IpAddr>) -> Result<(), StoreError> {
-        self.store.incr(&failure_key("login", &login.to_lowercase()), 1, WINDOW).await?;
-        self.store.incr(&format!("{AUTH_FAIL_LOGIN}{login}"), 1, WINDOW).await?;
-        if let Some(ip) = client {
-            self.store.incr(&failure_key("client", &ip.to_string()), 1, WINDOW).await?;
-            self.store.incr(&format!("{AUTH_FAIL_CLIENT}{}", auth_client_key(ip)), 1, WINDOW).await?;
-        }
-        Ok(())
+        Ok(by_login > i64::from(self.settings.attempts_per_login_per_hour))
     }
 
     /// One audit line: exact for admins, never a password.
@@ -412,26 +421,8 @@ impl PasswordService {
     }
 }
 
-/// As `auth::throttle` keys clients: IPv4 as is, IPv6 per /64.
-fn auth_client_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
-}
-
 fn attempt_key(kind: &str, who: &str) -> String {
     format!("password:attempts:{kind}:{who}")
-}
-
-fn failure_key(kind: &str, who: &str) -> String {
-    format!("password:fail:{kind}:{who}")
 }
 
 /// The confirmation text. The link comes from `public_base_url`, never
@@ -449,14 +440,4 @@ pub fn confirmation_body(name: &str, login: &str, at: OffsetDateTime, base_url: 
 fn utc_minutes(at: OffsetDateTime) -> String {
     let t = at.to_offset(time::UtcOffset::UTC);
     format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
-}
-
-/// An argon2 verification against a fixed hash, so an unknown login
-/// takes as long as a known one (ASVS 6.3.8).
-async fn equalize_timing(password: &SecretString) {
-    const DUMMY: &str =
-        "$argon2id$v=19$m=19456,t=2,p=1$OTgxfNw+a7TXejJ9Hdtd7g$Ub7yuZ65jRzOFVjSqz+85E7aPcc08WZ3smv7fTvI4i8";
-    let password = password.clone();
-    let _ =
-        tokio::task::spawn_blocking(move || history::contains(&[DUMMY.to_owned()], 1, password.expose_secret())).await;
 }

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::policy::evaluate::cost;
 use crate::policy::{CounterReading, LimitSubject, RateLimit};
-use crate::store::{ChargeOutcome, Increment, Store, StoreError};
+use crate::store::{ChargeOutcome, Expiry, Increment, Store, StoreError};
 
 /// How long past its window a counter key lives.
 pub const EXPIRY_GRACE: Duration = Duration::from_secs(60);
@@ -127,6 +127,7 @@ impl RateLimiter {
                 delta: clamp(cost(limit, recipient_count)),
                 limit: cap,
                 ttl: left + EXPIRY_GRACE,
+                expiry: Expiry::FromFirst,
             });
             meta.push((i, resets_at));
         }

@@ -34,6 +34,18 @@ pub fn start(
     let authenticator = Arc::new(
         Authenticator::new(app.identities.clone(), app.store.clone(), settings.clone()).with_audit(app.audit.clone()),
     );
+    // The same check as `check-config --connect`, in the log at start.
+    let checker = authenticator.clone();
+    tokio::spawn(async move {
+        match checker.lockout_risks().await {
+            Ok(risks) => {
+                for risk in risks {
+                    tracing::error!("{risk}");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the directory's lockout settings could not be read"),
+        }
+    });
     if let Some(listener) = plan.get(FD_NAME_DOVECOT) {
         let bound = Bound::open(listener, inherited)?;
         let server = DovecotAuthServer::new(authenticator.clone(), settings.dovecot.temp_fail);

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ChargeOutcome, Increment, Store};
+use super::{ChargeOutcome, Expiry, Increment, Store};
 
 /// Every check, by name, for backends that run them in a loop.
 pub const CHECKS: &[&str] = &[
@@ -14,6 +14,7 @@ pub const CHECKS: &[&str] = &[
     "concurrent_increments_are_never_lost",
     "incr_within_is_all_or_nothing_and_once",
     "concurrent_charges_stop_exactly_at_the_limit",
+    "after_last_expiry_waits_for_a_quiet_ttl",
     "set_if_absent_is_a_lock",
     "values_replace_expire_and_delete",
     "logs_keep_only_the_newest",
@@ -26,6 +27,7 @@ pub async fn run(name: &str, s: Arc<dyn Store>) {
         "concurrent_increments_are_never_lost" => concurrent_increments_are_never_lost(s).await,
         "incr_within_is_all_or_nothing_and_once" => incr_within_is_all_or_nothing_and_once(s).await,
         "concurrent_charges_stop_exactly_at_the_limit" => concurrent_charges_stop_exactly_at_the_limit(s).await,
+        "after_last_expiry_waits_for_a_quiet_ttl" => after_last_expiry_waits_for_a_quiet_ttl(s).await,
         "set_if_absent_is_a_lock" => set_if_absent_is_a_lock(s).await,
         "values_replace_expire_and_delete" => values_replace_expire_and_delete(s).await,
         "logs_keep_only_the_newest" => logs_keep_only_the_newest(s).await,
@@ -34,7 +36,7 @@ pub async fn run(name: &str, s: Arc<dyn Store>) {
 }
 
 fn inc(key: &str, delta: i64, limit: i64) -> Increment {
-    Increment { key: key.into(), delta, limit, ttl: Duration::from_secs(60) }
+    Increment { key: key.into(), delta, limit, ttl: Duration::from_secs(60), expiry: Expiry::FromFirst }
 }
 
 pub async fn counters_add_expire_and_restart_from_zero(s: Arc<dyn Store>) {
@@ -130,6 +132,25 @@ pub async fn concurrent_charges_stop_exactly_at_the_limit(s: Arc<dyn Store>) {
     }
     assert_eq!(total, 1000);
     assert_eq!(s.counter("k").await.unwrap(), 1000);
+}
+
+/// The failure budgets of the AUTH throttle: charges paced just inside
+/// the TTL keep the counter alive, so it only ever grows to its limit;
+/// a quiet TTL forgets it.
+pub async fn after_last_expiry_waits_for_a_quiet_ttl(s: Arc<dyn Store>) {
+    let ttl = Duration::from_millis(300);
+    let paced = |limit| Increment { key: "quiet".into(), delta: 1, limit, ttl, expiry: Expiry::AfterLast };
+    for n in 1..=3 {
+        assert_eq!(s.incr_within(None, &[paced(3)]).await.unwrap(), ChargeOutcome::Charged(vec![n]));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // 600 ms since the first charge, 200 ms since the last: still counted.
+    assert!(matches!(s.incr_within(None, &[paced(3)]).await.unwrap(), ChargeOutcome::Refused { index: 0, .. }));
+    let (value, left) = s.counter_with_ttl("quiet").await.unwrap().unwrap();
+    assert_eq!(value, 3);
+    assert!(left <= Duration::from_millis(120), "a refused charge does not move the expiry: {left:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.incr_within(None, &[paced(3)]).await.unwrap(), ChargeOutcome::Charged(vec![1]));
 }
 
 pub async fn set_if_absent_is_a_lock(s: Arc<dyn Store>) {

@@ -10,6 +10,7 @@
 //! ([`conformance`]).
 
 pub mod conformance;
+pub mod local;
 pub mod redis;
 pub mod sqlite;
 
@@ -39,8 +40,23 @@ pub struct Increment {
     pub delta: i64,
     /// The counter may reach this value, not pass it.
     pub limit: i64,
-    /// Expiry of a counter this charge creates; existing ones keep theirs.
+    /// How long the counter lives; see [`Expiry`].
     pub ttl: Duration,
+    pub expiry: Expiry,
+}
+
+/// When a counter of an [`Increment`] is forgotten.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// `ttl` after the charge that created it: a fixed window (rate
+    /// limits on the calendar).
+    #[default]
+    FromFirst,
+    /// `ttl` after the latest charge: forgotten only after a quiet `ttl`,
+    /// as Active Directory forgets `badPwdCount` only after a
+    /// `lockoutObservationWindow` without failures. No pacing of charges
+    /// resets it early.
+    AfterLast,
 }
 
 /// What [`Store::incr_within`] did.
@@ -67,7 +83,8 @@ pub trait Store: Send + Sync + 'static {
     /// or one script (Redis): when `once` names a live key, nothing changes
     /// (`AlreadyCharged`: the same message asked twice); otherwise, when
     /// every counter plus its delta stays within its limit, all are raised
-    /// (missing or expired ones start at zero with their `ttl`) and `once`
+    /// (missing or expired ones start at zero; each expires as its
+    /// [`Expiry`] says) and `once`
     /// is set for its duration; else nothing changes. Several windows are
     /// charged together or not at all, so concurrent callers can never
     /// overshoot a limit, and a refused message leaves no trace.

@@ -36,7 +36,7 @@ use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServer
 use redis::{RedisConnectionInfo, RedisError, Script, Value};
 use secrecy::ExposeSecret;
 
-use super::{ChargeOutcome, Increment, LogEvery, Result, Store, StoreError};
+use super::{ChargeOutcome, Expiry, Increment, LogEvery, Result, Store, StoreError};
 use crate::config::store::RedisSettings;
 
 /// While Redis stays down, repeat the outage log line this often.
@@ -53,7 +53,9 @@ static INCR: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// `KEYS` = [once key if ARGV[1] == '1'] + counters; `ARGV` = has_once,
-/// once ttl ms, then (delta, limit, ttl ms) per counter. Returns `{-1}`
+/// once ttl ms, then (delta, limit, ttl ms, after_last) per counter
+/// (`after_last` = '1': [`Expiry::AfterLast`], the expiry moves on every
+/// charge). Returns `{-1}`
 /// (already charged), `{0, index, values…}` (refused, index 0-based) or
 /// `{1, values…}` (charged).
 static INCR_WITHIN: LazyLock<Script> = LazyLock::new(|| {
@@ -69,7 +71,7 @@ static INCR_WITHIN: LazyLock<Script> = LazyLock::new(|| {
            values[i] = tonumber(redis.call('GET', KEYS[first + i - 1]) or '0')
          end
          for i = 1, n do
-           if values[i] + tonumber(ARGV[3 * i]) > tonumber(ARGV[3 * i + 1]) then
+           if values[i] + tonumber(ARGV[4 * i - 1]) > tonumber(ARGV[4 * i]) then
              local out = {0, i - 1}
              for j = 1, n do out[j + 2] = values[j] end
              return out
@@ -78,8 +80,10 @@ static INCR_WITHIN: LazyLock<Script> = LazyLock::new(|| {
          local out = {1}
          for i = 1, n do
            local k = KEYS[first + i - 1]
-           out[i + 1] = redis.call('INCRBY', k, ARGV[3 * i])
-           if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ARGV[3 * i + 2]) end
+           out[i + 1] = redis.call('INCRBY', k, ARGV[4 * i - 1])
+           if ARGV[4 * i + 2] == '1' or redis.call('PTTL', k) < 0 then
+             redis.call('PEXPIRE', k, ARGV[4 * i + 1])
+           end
          end
          if first == 2 then redis.call('SET', KEYS[1], '', 'PX', ARGV[2]) end
          return out",
@@ -337,7 +341,13 @@ impl Store for RedisStore {
             None => invocation.arg("0").arg(0),
         };
         for inc in increments {
-            invocation.key(self.counter_key(&inc.key)).arg(inc.delta).arg(inc.limit).arg(millis(inc.ttl));
+            let after_last = if inc.expiry == Expiry::AfterLast { "1" } else { "0" };
+            invocation
+                .key(self.counter_key(&inc.key))
+                .arg(inc.delta)
+                .arg(inc.limit)
+                .arg(millis(inc.ttl))
+                .arg(after_last);
         }
         let reply = self
             .run("a rate-limit charge", |mut c| async move {

@@ -81,7 +81,7 @@ pub struct SeedUser {
 
 /// The cast of DESIGN.md (alice … heidi), plus users that tests which
 /// write own: ivan, judy, kim, mona, olga, pete, quinn, ruth (password
-/// changes), lars and victor (failure counts).
+/// changes), lars, victor and wendy (failure counts).
 pub const USERS: &[SeedUser] = &[
     SeedUser {
         login: "alice",
@@ -107,6 +107,7 @@ pub const USERS: &[SeedUser] = &[
     SeedUser { login: "judy", cn: "Judy Moss", groups: &["staff"], aliases: &[], state: SeedState::Expired },
     SeedUser { login: "kim", cn: "Kim Lee", groups: &["staff"], aliases: &[], state: SeedState::MustChange },
     SeedUser { login: "lars", cn: "Lars Berg", groups: &["staff"], aliases: &[], state: SeedState::Active },
+    SeedUser { login: "wendy", cn: "Wendy Cole", groups: &["staff"], aliases: &[], state: SeedState::Active },
     SeedUser { login: "mona", cn: "Mona Diaz", groups: &["staff"], aliases: &[], state: SeedState::MustChange },
     SeedUser { login: "olga", cn: "Olga Novak", groups: &["staff"], aliases: &[], state: SeedState::Active },
     SeedUser { login: "pete", cn: "Pete Quinn", groups: &["staff"], aliases: &[], state: SeedState::Expired },

@@ -160,3 +160,59 @@ async fn ad_a_thousand_guesses_never_lock_the_account_at_the_dc() {
         "victor is not locked at the DC"
     );
 }
+
+/// Forty wrong passwords for one victim at the same moment from forty
+/// addresses: the budget is reserved before each check, so the DC counts
+/// exactly `per_login` (8) failures, below its `lockoutThreshold`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_concurrent_guesses_reach_the_dc_exactly_per_login_times() {
+    let dc = samba::shared().unwrap_or_else(|e| panic!("the Samba AD DC: {e}"));
+    let (_dir, auth) = authenticator().await;
+    let auth = std::sync::Arc::new(auth);
+    let dn = user_dn("Wendy Cole");
+    let count = || dc.read_attribute(&dn, "badPwdCount").unwrap().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    let before = count();
+    let tasks: Vec<_> = (0..40u32)
+        .map(|i| {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                decide(&auth, "wendy", &format!("Guess-{i}-Password!"), &format!("127.9.0.{}", i + 1)).await
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for t in tasks {
+        let d = t.await.unwrap();
+        assert_ne!(d.kind, DecisionKind::Accepted);
+        if d.reason == Reason::InvalidCredentials {
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 8, "guesses checked at the DC");
+    assert_eq!(count() - before, 8, "badPwdCount rose by the budget, no more");
+    assert!(dc.bind_succeeds(&format!("wendy@{}", samba::UPN_SUFFIX), &password_of("wendy")), "wendy is not locked");
+}
+
+/// `check-config --connect` reads the domain's lockoutThreshold (10) and
+/// lockoutObservationWindow (Samba's default, 30 minutes): the default
+/// budgets pass, a budget at the threshold fails with exit 4.
+#[test]
+fn ad_check_config_reads_the_domain_lockout_settings() {
+    let dc = samba::shared().unwrap_or_else(|e| panic!("the Samba AD DC: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |throttle: &str| {
+        let path = dir.path().join("mailwarrant.toml");
+        std::fs::write(&path, format!("{}\n[store]\npath = \"state.sqlite\"\n{throttle}\n", dc.config_toml())).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
+            .args(["check-config", "--connect", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let ok = run("");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = run("[auth.throttle]\nper_login = 10\n");
+    let said = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert_eq!(bad.status.code(), Some(4), "{said}");
+    assert!(said.contains("lockout threshold 10"), "{said}");
+}

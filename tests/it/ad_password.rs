@@ -31,6 +31,11 @@ async fn ad_self_service_change_history_refusal_and_expired_user() {
         app.store.clone(),
         app.config.password.clone(),
         "https://mail.example.com".into(),
+        std::sync::Arc::new(mailwarrant::auth::Authenticator::new(
+            app.identities.clone(),
+            app.store.clone(),
+            app.config.auth.clone(),
+        )),
     );
     let change = |login: &'static str, current: String, new: &'static str| {
         let service = &service;

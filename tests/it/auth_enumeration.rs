@@ -155,3 +155,70 @@ fn the_ks_test_tells_shifted_samples_apart() {
     assert!(ks(&mut a.clone(), &mut same).1 > 0.5);
     assert!(ks(&mut a, &mut shifted).1 < 0.001);
 }
+
+/// Through the throttle, attempt by attempt, on the Dovecot auth and the
+/// saslauthd front ends: a known login (password not cached), an unknown
+/// one, a locked and a disabled account answer with the same bytes at the
+/// same step, both for one wrong password repeated and for many different
+/// ones, up to and past the point where the answer becomes "try later".
+#[test]
+fn throttled_states_read_the_same_on_the_wire() {
+    use std::io::{Read, Write};
+
+    use mailwarrant::protocols::saslauthd::codec::encode_request;
+
+    let stack = Stack::start(
+        &demo_ldif_directory(),
+        "failure_delay = \"10ms\"\n[auth.throttle]\nper_login = 6\nper_login_client = 4\nper_client = 1000\n",
+    );
+    let address = SocketAddr::from(([127, 0, 0, 1], stack.dovecot_port));
+    let passwords: Vec<String> =
+        (0..10).map(|_| "Wrong-Password-0".to_owned()).chain((1..=10).map(|i| format!("Wrong-Password-{i}"))).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let logins = ["bob", "nobody", "frank", "grace"];
+    let mut dovecot = Vec::new();
+    for (n, login) in logins.iter().enumerate() {
+        let rip = IpAddr::from([127, 0, 9, n as u8 + 1]);
+        let seen: Vec<String> = rt.block_on(async {
+            let mut out = Vec::new();
+            let mut c = DovecotClient::connect(address).await.unwrap();
+            for p in &passwords {
+                let answer = c.plain(login, p, rip).await.unwrap();
+                if answer == Answer::Closed {
+                    c = DovecotClient::connect(address).await.unwrap();
+                }
+                // The reply echoes the typed login and the request id.
+                let text = format!("{answer:?}").replace(login, "LOGIN");
+                out.push(text.split("\\t").filter(|f| f.parse::<u32>().is_err()).collect::<Vec<_>>().join("\t"));
+            }
+            out
+        });
+        dovecot.push((login, seen));
+    }
+    for (login, seen) in &dovecot[1..] {
+        assert_eq!(seen, &dovecot[0].1, "Dovecot: {login} differs from {}", dovecot[0].0);
+    }
+    assert!(dovecot[0].1.iter().any(|a| a.contains("Closed")), "the budget was reached: {:?}", dovecot[0].1);
+    assert!(dovecot[0].1.iter().any(|a| a.contains("Fail")), "{:?}", dovecot[0].1);
+
+    // saslauthd carries no client address: only the login's budget counts.
+    let mut saslauthd = Vec::new();
+    for login in ["carol", "nobody2", "frank", "grace"] {
+        let seen: Vec<Vec<u8>> = passwords
+            .iter()
+            .map(|p| {
+                let mut s = std::os::unix::net::UnixStream::connect(&stack.saslauthd_socket).unwrap();
+                s.write_all(&encode_request(&[login.as_bytes(), p.as_bytes(), b"smtp", b""])).unwrap();
+                let mut reply = Vec::new();
+                s.read_to_end(&mut reply).unwrap();
+                reply
+            })
+            .collect();
+        saslauthd.push((login, seen));
+    }
+    for (login, seen) in &saslauthd[1..] {
+        assert_eq!(seen, &saslauthd[0].1, "saslauthd: {login} differs from {}", saslauthd[0].0);
+    }
+    let distinct: std::collections::HashSet<_> = saslauthd[0].1.iter().collect();
+    assert_eq!(distinct.len(), 2, "a refusal, then a try-later text: {:?}", saslauthd[0].1);
+}

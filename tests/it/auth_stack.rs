@@ -29,6 +29,11 @@ pub struct Stack {
 impl Stack {
     /// Starts with the given `[directory]` section and extra `[auth]` lines.
     pub fn start(directory: &str, auth_extra: &str) -> Stack {
+        Stack::start_with_store(directory, "[store]\npath = \"state.sqlite\"\n", auth_extra)
+    }
+
+    /// The same with the given `[store]` section (Redis, to share budgets).
+    pub fn start_with_store(directory: &str, store: &str, auth_extra: &str) -> Stack {
         let dir = tempfile::Builder::new().prefix("mailwarrant-auth").tempdir().unwrap();
         // Exim and Postfix daemons drop privileges and must reach sockets.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -38,7 +43,7 @@ impl Stack {
         // A test may set its own delay in `auth_extra`.
         let delay = if auth_extra.contains("failure_delay") { "" } else { "failure_delay = \"300ms\"\n" };
         let text = format!(
-            "{directory}\n[store]\npath = \"state.sqlite\"\n[auth]\n{delay}\
+            "{directory}\n{store}[auth]\n{delay}\
              self_service_url = \"https://mail.example.com/password\"\n{auth_extra}\n\
              [auth.dovecot]\nlisten = [\"127.0.0.1:{port}\"]\nunix_socket = {dovecot_socket:?}\nsocket_mode = \"0666\"\n\
              [auth.saslauthd]\nunix_socket = {saslauthd_socket:?}\nsocket_mode = \"0666\"\n"

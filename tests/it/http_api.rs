@@ -195,6 +195,22 @@ async fn http_api_every_endpoint_in_process() {
     assert_eq!(bad.status, 200);
     assert_eq!(bad.json["outcome"], "refused");
     assert_eq!(bad.json["login"], Value::Null, "a refusal does not confirm the login");
+    // Through the throttle a known and an unknown login answer alike,
+    // attempt by attempt; "try later" is a 503 with Retry-After.
+    let mut seen = Vec::new();
+    for (login, ip) in [("bob", "192.0.2.31"), ("nobody", "192.0.2.32")] {
+        let mut answers = Vec::new();
+        for i in 0..6 {
+            let body = json!({"login": login, "password": format!("Wrong-{i}"), "client_address": ip});
+            let a = call(rt, Method::POST, "/v1/auth", Some(AUTH_TOKEN), json_body(body)).await;
+            answers.push((a.status, a.json, a.headers.get("retry-after").cloned()));
+        }
+        seen.push(answers);
+    }
+    assert_eq!(seen[0], seen[1], "bob and nobody read differently");
+    let last = seen[0].last().unwrap();
+    assert_eq!((last.0, last.1["outcome"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("temporary")));
+    assert!(last.2.is_some(), "Retry-After is set");
     let bad_ip = call(
         rt,
         Method::POST,

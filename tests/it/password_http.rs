@@ -273,3 +273,65 @@ async fn password_http_live_check_reports_each_rule_without_echoing() {
     assert!(strong["verdicts"].as_array().unwrap().iter().all(|v| v["outcome"] != "fail"));
     assert_eq!(form_post.status, 415, "only JSON: a cross-site form cannot reach it without a preflight");
 }
+
+/// Before the current password is proven, the page tells nothing: an
+/// unknown login, a wrong password, a locked and a disabled account (with
+/// their right passwords), and a wrong password with a weak new one, get
+/// the same status and the same page (but for the login typed and the
+/// fresh form token), each after the AUTH failure delay. The rules shown
+/// before typing are the same for every login.
+#[tokio::test(flavor = "multi_thread")]
+async fn password_http_unknown_wrong_locked_and_disabled_answer_alike() {
+    let w = web(None).await;
+    let base = w.base.clone();
+    let (pages, answers) = blocking(move || {
+        let pages: Vec<(String, Reply)> = ["dave", "alice", "nobody"]
+            .iter()
+            .map(|l| (l.to_string(), reply(ureq::get(&format!("{base}/password?login={l}")).call())))
+            .collect();
+        let attempt = |login: &str, current: &str, new: &str| {
+            let page = reply(ureq::get(&format!("{base}/password?login={login}")).call());
+            let (token, cookie) = token_and_cookie(&page);
+            let started = std::time::Instant::now();
+            let r = reply(ureq::post(&format!("{base}/password")).set("Cookie", &cookie).send_form(&[
+                ("csrf", &token),
+                ("login", login),
+                ("current", current),
+                ("new", new),
+                ("confirm", new),
+            ]));
+            (login.to_owned(), r, started.elapsed())
+        };
+        let strong = "Vivid-Cactus-Lantern-97";
+        let answers = vec![
+            attempt("carol", "Wrong-Current-1", strong),
+            attempt("nobody", "Wrong-Current-1", strong),
+            attempt("frank", "Frank-Demo-2026!", strong),
+            attempt("grace", "Grace-Demo-2026!", strong),
+            attempt("carol", "Wrong-Current-2", "short"),
+            attempt("nobody", "Wrong-Current-2", "short"),
+        ];
+        (pages, answers)
+    });
+    let normal = |login: &str, r: &Reply| {
+        let mut body = r.body.clone();
+        while let Some(at) = body.find("name=\"csrf\" value=\"") {
+            let end = at + 19 + body[at + 19..].find('"').unwrap();
+            body.replace_range(at..=end, "CSRF");
+        }
+        body.replace(&format!("value=\"{login}\""), "value=\"LOGIN\"").replace(&format!("login={login}"), "login=LOGIN")
+    };
+    let (first_login, first, _) = &answers[0];
+    assert_eq!(first.status, 422);
+    assert!(first.body.contains("The login or the current password is not right."));
+    for (login, r, took) in &answers {
+        assert_eq!(r.status, first.status, "{login}");
+        assert_eq!(normal(login, r), normal(first_login, first), "{login} reads differently");
+        assert!(*took >= std::time::Duration::from_millis(1900), "{login} answered in {took:?}: no failure delay");
+        assert!(*took < std::time::Duration::from_secs(4), "{login} took {took:?}");
+    }
+    let (first_login, first) = &pages[0];
+    for (login, page) in &pages {
+        assert_eq!(normal(login, page), normal(first_login, first), "the rules shown for {login} differ");
+    }
+}

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use mailwarrant::config::Config;
-use mailwarrant::directory::{BindOutcome, ChangeRefusal, RejectReason};
+use mailwarrant::directory::{BindOutcome, RejectReason};
 use mailwarrant::password::change::{AUDIT_LOG, OUTBOX_LOG};
 use mailwarrant::password::{ChangeRequest, ChangeResult, Outcome, PasswordService, Refusal};
 use mailwarrant::serve::App;
@@ -42,8 +42,17 @@ pub async fn site_at(extra: &str, port: u16, base: &str) -> Site {
     std::fs::write(&path, &text).unwrap();
     let config = Config::load(&path).unwrap();
     let app = App::build(config).await.unwrap();
-    let service =
-        PasswordService::new(app.identities.clone(), app.store.clone(), app.config.password.clone(), base.into());
+    let service = PasswordService::new(
+        app.identities.clone(),
+        app.store.clone(),
+        app.config.password.clone(),
+        base.into(),
+        std::sync::Arc::new(mailwarrant::auth::Authenticator::new(
+            app.identities.clone(),
+            app.store.clone(),
+            app.config.auth.clone(),
+        )),
+    );
     Site { dir, app, service }
 }
 
@@ -131,28 +140,29 @@ async fn password_ldif_wrong_current_password_and_unknown_login_look_the_same() 
     let unknown = s.change("nobody", "Not-Carols-Password", "Whatever-Lantern-11").await;
     assert_eq!(wrong, ChangeResult::Refused(Refusal::WrongCredentials));
     assert_eq!(unknown, wrong);
-    assert_eq!(
-        s.change("frank", "Frank-Demo-2026!", "Whatever-Lantern-11").await,
-        ChangeResult::Refused(Refusal::Directory(ChangeRefusal::AccountLocked))
-    );
-    assert_eq!(
-        s.change("grace", "Grace-Demo-2026!", "Whatever-Lantern-11").await,
-        ChangeResult::Refused(Refusal::Directory(ChangeRefusal::AccountDisabled))
-    );
+    // Locked and disabled accounts are not named, whatever is typed: the
+    // password was never proven, so nothing about the account is shown.
+    for (login, password) in [("frank", "Frank-Demo-2026!"), ("grace", "Grace-Demo-2026!"), ("frank", "guess")] {
+        assert_eq!(s.change(login, password, "Whatever-Lantern-11").await, wrong, "{login}");
+    }
+    // A weak new password with a wrong current one: the same answer too.
+    assert_eq!(s.change("carol", "Not-Carols-Password", "password1234").await, wrong);
+    assert_eq!(s.change("nobody", "Not-Carols-Password", "password1234").await, wrong);
     assert_eq!(s.bind("carol", "Carol-Demo-2026!").await, BindOutcome::ACCEPTED);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn password_ldif_weak_passwords_are_refused_before_any_bind() {
+async fn password_ldif_weak_passwords_are_refused_after_the_proof_and_before_the_write() {
     let s = site("").await;
-    let ChangeResult::Refused(Refusal::Policy(report)) = s.change("dave", "wrong-on-purpose", "password1234").await
+    let ChangeResult::Refused(Refusal::Policy(report)) = s.change("dave", "Dave-Demo-2026!", "password1234").await
     else {
         panic!("a listed password is refused")
     };
     let failed: Vec<_> = report.failures().map(|v| v.rule.as_str()).collect();
     assert_eq!(failed, ["blocklist"]);
     assert!(report.verdicts.iter().any(|v| v.rule == "history" && v.outcome == Outcome::NotChecked));
-    let ChangeResult::Refused(Refusal::Policy(report)) = s.change("dave", "x", "dave-is-my-name").await else {
+    let ChangeResult::Refused(Refusal::Policy(report)) = s.change("dave", "Dave-Demo-2026!", "dave-is-my-name").await
+    else {
         panic!("the login inside is refused")
     };
     assert_eq!(report.failures().map(|v| v.rule.as_str()).collect::<Vec<_>>(), ["personal_info"]);

@@ -63,6 +63,11 @@ async fn site(history: usize) -> Site {
         app.store.clone(),
         app.config.password.clone(),
         "https://mail.example.com".into(),
+        std::sync::Arc::new(mailwarrant::auth::Authenticator::new(
+            app.identities.clone(),
+            app.store.clone(),
+            app.config.auth.clone(),
+        )),
     )
     .with_mailer(app.mailer.clone(), None);
     Site { _dir: dir, _slapd: slapd, smtp, app, service }
@@ -158,9 +163,10 @@ async fn password_slapd_wrong_current_password_is_refused() {
         s.change("carol", "Not-Carols-Password", "Whatever-Lantern-11").await,
         ChangeResult::Refused(Refusal::WrongCredentials)
     );
+    // A locked account is not named before its password is proven.
     assert_eq!(
         s.change("frank", "Frank-Demo-2026!", "Whatever-Lantern-11").await,
-        ChangeResult::Refused(Refusal::Directory(ChangeRefusal::AccountLocked))
+        ChangeResult::Refused(Refusal::WrongCredentials)
     );
     assert!(matches!(s.bind("carol", "Carol-Demo-2026!").await, BindOutcome::Accepted { .. }));
 }

@@ -23,6 +23,7 @@ pub mod ad_account;
 pub mod ad_password;
 mod change;
 pub mod filetime;
+mod lockout;
 mod lookup;
 mod pool;
 pub mod ppolicy;
@@ -162,6 +163,14 @@ impl LdapDirectory {
             return Err(DirectoryError::Protocol("not an Active Directory backend".into()));
         }
         ad_password::change_password(self, identity, current, new, expired_via_service_account).await
+    }
+
+    fn is_active_directory(&self) -> bool {
+        self.ad.is_some()
+    }
+
+    fn reader_pool(&self) -> &SearchPool {
+        self.reader.pool()
     }
 
     fn is_group(&self, entry: &Entry) -> bool {
@@ -332,6 +341,10 @@ impl Directory for LdapDirectory {
         let search =
             Search { base: "", scope: Scope::Base, filter: "(objectClass=*)", attrs: &attrs, size_limit: None };
         self.reader.pool().search(&search).await.map(|_| ())
+    }
+
+    async fn lockout_policies(&self) -> Result<Vec<crate::directory::LockoutPolicy>> {
+        self.read_lockout_policies().await
     }
 
     fn kind(&self) -> &'static str {

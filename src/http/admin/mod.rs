@@ -1,5 +1,7 @@
-//! `/admin`: read-only pages for administrators. The config file stays
-//! the source of truth; nothing here writes policy.
+//! `/admin`: pages for administrators. The config file stays the source
+//! of truth; nothing here writes policy. The one action is Unlock on a
+//! user's page (a CSRF-checked form post): it clears the login's AUTH
+//! failure budget, audited like the CLI and API unlocks.
 //!
 //! Sign-in takes an API token with the `admin` scope (a form with a CSRF
 //! token, as the password page does) and sets a session cookie
@@ -29,7 +31,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{csrf, HttpState};
+use super::{csrf, HttpState, Peer};
 use crate::auth::{AuthRequest, Protocol};
 use crate::config::http::Scope;
 use crate::http::layout::respond as html;
@@ -49,6 +51,7 @@ pub fn routes() -> Router<HttpState> {
         .route("/admin/login", get(login_form).post(login))
         .route("/admin/logout", post(logout))
         .route("/admin/user", get(user))
+        .route("/admin/user/unlock", post(unlock))
         .route("/admin/static/admin.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS) }))
 }
 
@@ -102,11 +105,7 @@ macro_rules! require_admin {
     };
 }
 
-async fn overview(
-    State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
+async fn overview(State(s): State<HttpState>, Peer(peer): Peer, headers: HeaderMap) -> Response {
     require_admin!(s, headers, peer);
     let mut rows = Vec::new();
     if let Some(policy) = &s.policy {
@@ -149,7 +148,7 @@ struct UserQuery {
 
 async fn user(
     State(s): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     Query(q): Query<UserQuery>,
 ) -> Response {
@@ -158,28 +157,139 @@ async fn user(
     if typed.is_empty() {
         return html(StatusCode::OK, view::user_form(base(&s), "", None));
     }
-    if typed.len() > crate::auth::MAX_LOGIN_LEN || typed.chars().any(char::is_control) {
+    if !is_login(typed) {
         return html(StatusCode::BAD_REQUEST, view::user_form(base(&s), "", Some("That is not a login.")));
     }
+    user_page(&s, typed, None).await
+}
+
+/// What can be a login: the checks the API applies, before the directory.
+fn is_login(typed: &str) -> bool {
+    !typed.is_empty() && typed.len() <= crate::auth::MAX_LOGIN_LEN && !typed.chars().any(char::is_control)
+}
+
+/// One user's page; `notice` reports an action just done. Carries a fresh
+/// CSRF token for the Unlock form.
+async fn user_page(s: &HttpState, typed: &str, notice: Option<&str>) -> Response {
     let Some(policy) = &s.policy else {
-        return html(StatusCode::OK, view::user_form(base(&s), typed, Some("No [policy] section is configured.")));
+        return auth_only_page(s, typed, notice).await;
     };
     match explain::policy_report(policy, typed, None, OffsetDateTime::now_utc()).await {
         Ok(report) => {
-            let recent = match super::api::policy::recent(&s, SHOWN, Some(&report.login)).await {
+            let recent = match super::api::policy::recent(s, SHOWN, Some(&report.login)).await {
                 Ok(r) => r,
-                Err(_) => return unavailable(&s),
+                Err(_) => return unavailable(s),
             };
-            html(StatusCode::OK, view::user(base(&s), &report, &recent))
+            let token = match csrf::issue(&s.store).await {
+                Ok(t) => t,
+                Err(_) => return unavailable(s),
+            };
+            let auth = auth_panel(s, &report.login, &token).await;
+            with_csrf_cookie(s, &token, html(StatusCode::OK, view::user(base(s), &report, &recent, auth, notice)))
         }
-        Err(ExplainError::UnknownUser(_)) => {
-            html(StatusCode::NOT_FOUND, view::user_form(base(&s), typed, Some("No such login in the directory.")))
-        }
+        Err(ExplainError::UnknownUser(_)) => not_in_directory(s, typed),
         Err(e) => {
             tracing::warn!(error = %e, "admin page: lookup failed");
+            unavailable(s)
+        }
+    }
+}
+
+/// Without `[policy]` there is no policy to show, but a throttled login
+/// still needs its failure count and Unlock.
+async fn auth_only_page(s: &HttpState, typed: &str, notice: Option<&str>) -> Response {
+    let login = match s.identities.get(typed).await {
+        Ok(Some(identity)) => identity.login.as_str().to_owned(),
+        Ok(None) => return not_in_directory(s, typed),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin page: lookup failed");
+            return unavailable(s);
+        }
+    };
+    let token = match csrf::issue(&s.store).await {
+        Ok(t) => t,
+        Err(_) => return unavailable(s),
+    };
+    let auth = auth_panel(s, &login, &token).await;
+    with_csrf_cookie(s, &token, html(StatusCode::OK, view::user_auth_only(base(s), &login, auth, notice)))
+}
+
+/// The login's failure budget and the Unlock form, when the AUTH core
+/// runs in this process.
+async fn auth_panel<'a>(s: &HttpState, login: &str, csrf: &'a str) -> Option<view::AuthPanel<'a>> {
+    let auth = s.auth.as_ref()?;
+    Some(view::AuthPanel { failures: auth.login_failures(login).await.ok(), budget: auth.login_budget(), csrf })
+}
+
+fn not_in_directory(s: &HttpState, typed: &str) -> Response {
+    html(StatusCode::NOT_FOUND, view::user_form(base(s), typed, Some("No such login in the directory.")))
+}
+
+#[derive(Deserialize)]
+struct UnlockForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    login: String,
+}
+
+/// The Unlock button: clears the login's failure budget in the store (so
+/// on every instance), audited with who pressed it, then shows the page
+/// again with the outcome.
+async fn unlock(
+    State(s): State<HttpState>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    Form(form): Form<UnlockForm>,
+) -> Response {
+    if let Some(refused) = refuse_bad_form(&s, form.csrf.as_deref(), &headers).await {
+        return refused;
+    }
+    let who = require_admin!(s, headers, peer);
+    let typed = form.login.trim();
+    if !is_login(typed) {
+        return html(StatusCode::BAD_REQUEST, view::user_form(base(&s), "", Some("That is not a login.")));
+    }
+    let Some(auth) = &s.auth else {
+        let text = "The AUTH core is not running in this process; there is nothing to unlock.";
+        return html(StatusCode::NOT_IMPLEMENTED, view::plain(base(&s), "Not available", text));
+    };
+    match crate::auth::unlock::unlock(auth, typed, &who, crate::auth::unlock::Surface::AdminPage).await {
+        Ok(done) => {
+            let notice = if done.budget_live {
+                format!("Unlocked {}: its failed passwords are forgotten on every instance.", done.login)
+            } else {
+                format!("{} had no failed passwords counted; nothing to clear.", done.login)
+            };
+            user_page(&s, typed, Some(&notice)).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "admin unlock: store unavailable");
             unavailable(&s)
         }
     }
+}
+
+/// The CSRF check every admin form post passes first: `Some` is the
+/// refusal to send.
+async fn refuse_bad_form(s: &HttpState, token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+    match csrf::check_form(&s.store, &s.settings.public_origin, token, headers).await {
+        Ok(csrf::FormCheck::Valid) => None,
+        Ok(_) => {
+            tracing::warn!(target: "audit", event = "admin.forbidden", reason = "csrf");
+            let text = "This form has expired or was not sent from this page. Open the page again and retry.";
+            Some(html(StatusCode::FORBIDDEN, view::plain(base(s), "Request refused", text)))
+        }
+        Err(_) => Some(unavailable(s)),
+    }
+}
+
+/// Sets the CSRF cookie that goes with a form's token.
+fn with_csrf_cookie(s: &HttpState, token: &str, mut response: Response) -> Response {
+    if let Ok(v) = csrf::set_cookie(token, secure(s)).parse() {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
 }
 
 async fn login_form(State(s): State<HttpState>) -> Response {
@@ -192,11 +302,7 @@ async fn form_page(s: &HttpState, status: StatusCode, error: Option<&str>) -> Re
         Err(_) => return unavailable(s),
     };
     let directory = s.settings.admin_group.is_some() && s.auth.is_some();
-    let mut response = html(status, view::login(base(s), &token, error, directory));
-    if let Ok(v) = csrf::set_cookie(&token, secure(s)).parse() {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    response
+    with_csrf_cookie(s, &token, html(status, view::login(base(s), &token, error, directory)))
 }
 
 /// The sign-in form as posted (public for the `http_form` fuzz target).
@@ -221,14 +327,8 @@ async fn login(
     let LoginForm { csrf: csrf_token, token, login, password } = form;
     let token = zeroize::Zeroizing::new(token);
     let password = SecretString::from(password);
-    match csrf::check_form(&s.store, &s.settings.public_origin, csrf_token.as_deref(), &headers).await {
-        Ok(csrf::FormCheck::Valid) => {}
-        Ok(_) => {
-            tracing::warn!(target: "audit", event = "admin.forbidden", reason = "csrf");
-            let text = "This form has expired or was not sent from this page. Open the page again and retry.";
-            return html(StatusCode::FORBIDDEN, view::plain(base(&s), "Request refused", text));
-        }
-        Err(_) => return unavailable(&s),
+    if let Some(refused) = refuse_bad_form(&s, csrf_token.as_deref(), &headers).await {
+        return refused;
     }
     let who = if !login.trim().is_empty() {
         match directory_admin(&s, login, password, s.client(peer, &headers)).await {

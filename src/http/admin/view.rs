@@ -6,6 +6,18 @@ use maud::{html, Markup};
 use crate::policy_service::audit::AuditRecord;
 use crate::policy_service::explain::PolicyReport;
 
+/// The user page's AUTH section: the login's failure budget and the
+/// Unlock form.
+pub struct AuthPanel<'a> {
+    /// Failures counted against the login; `None` when the store cannot
+    /// answer.
+    pub failures: Option<i64>,
+    /// `[auth.throttle] per_login`.
+    pub budget: u32,
+    /// The Unlock form's CSRF token.
+    pub csrf: &'a str,
+}
+
 /// One row of the group → profile table.
 pub struct MappingRow {
     pub group: String,
@@ -143,16 +155,28 @@ fn lookup_form(base: &str, login: &str) -> Markup {
     }
 }
 
-pub fn user(base: &str, report: &PolicyReport, recent: &[AuditRecord]) -> Markup {
+pub fn user(
+    base: &str,
+    report: &PolicyReport,
+    recent: &[AuditRecord],
+    auth: Option<AuthPanel<'_>>,
+    notice: Option<&str>,
+) -> Markup {
     page(
         base,
         &format!("{} — policy", report.login),
         true,
         html! {
             (lookup_form(base, &report.login))
+            @if let Some(n) = notice {
+                div id="done" class="done" role="status" { (n) }
+            }
             h2 id="user" { (report.login) }
             p { "Groups: " (if report.groups.is_empty() { "(none)".to_owned() } else { report.groups.join(", ") }) }
             p { "Profiles, first wins: " (report.profiles.join(" > ")) }
+            @if let Some(a) = auth {
+                (auth_panel(base, &report.login, &a))
+            }
             h2 { "Resolved policy" }
             table id="policy" {
                 thead { tr { th { "Field" } th { "Value" } th { "Profile" } th { "Group" } } }
@@ -185,6 +209,49 @@ pub fn user(base: &str, report: &PolicyReport, recent: &[AuditRecord]) -> Markup
             (decisions(base, recent, "recent"))
         },
     )
+}
+
+/// A user's page when no `[policy]` is configured: the AUTH section only.
+pub fn user_auth_only(base: &str, login: &str, auth: Option<AuthPanel<'_>>, notice: Option<&str>) -> Markup {
+    page(
+        base,
+        login,
+        true,
+        html! {
+            (lookup_form(base, login))
+            @if let Some(n) = notice {
+                div id="done" class="done" role="status" { (n) }
+            }
+            h2 id="user" { (login) }
+            p.muted { "No [policy] section is configured." }
+            @if let Some(a) = auth {
+                (auth_panel(base, login, &a))
+            }
+        },
+    )
+}
+
+fn auth_panel(base: &str, login: &str, a: &AuthPanel<'_>) -> Markup {
+    let spent = a.failures.is_some_and(|f| f >= i64::from(a.budget));
+    html! {
+        h2 { "SMTP AUTH" }
+        p id="auth-failures" {
+            "Failed passwords counted: "
+            @match a.failures {
+                Some(f) => { strong { (f) } " of " (a.budget) }
+                None => { "unknown (the store cannot answer)" }
+            }
+            @if spent {
+                span.refused { " — spent: every password not known to be right gets “try later”." }
+            }
+        }
+        p.muted { "Unlock forgets them on every instance; the directory is asked again at the next AUTH." }
+        form method="post" action={ (base) "/admin/user/unlock" } id="unlock" {
+            input type="hidden" name="csrf" value=(a.csrf);
+            input type="hidden" name="login" value=(login);
+            button type="submit" { "Unlock" }
+        }
+    }
 }
 
 pub fn plain(base: &str, title: &str, text: &str) -> Markup {

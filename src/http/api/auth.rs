@@ -3,6 +3,8 @@
 //! failure delay and audit line.
 
 use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -42,7 +44,7 @@ pub async fn authenticate(
     State(s): State<HttpState>,
     caller: Caller,
     ApiJson(body): ApiJson<AuthBody>,
-) -> Result<Json<AuthAnswer>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Scope::Auth)?;
     let AuthBody { login, password, client_address, service } = body;
     let password = SecretString::from(password);
@@ -59,9 +61,18 @@ pub async fn authenticate(
     let request = AuthRequest { login, authzid: None, password, client, protocol: Protocol::Http };
     let decision = auth.authenticate(request).await;
     decision.wait().await;
-    Ok(Json(AuthAnswer {
+    let answer = Json(AuthAnswer {
         outcome: decision.kind.as_str(),
         login: decision.login.as_ref().map(|l| l.to_string()),
         message: decision.reply_text.clone(),
-    }))
+    });
+    // "Try later" is a 503 with Retry-After, so a caller that only looks
+    // at the status never takes it for a wrong password.
+    Ok(match decision.retry_after() {
+        Some(after) => {
+            let seconds = after.as_secs().to_string();
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, seconds)], answer).into_response()
+        }
+        None => answer.into_response(),
+    })
 }

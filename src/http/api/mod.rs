@@ -14,6 +14,7 @@ pub mod identities;
 pub mod passwords;
 pub mod policy;
 pub mod tokens;
+pub mod unlock;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub fn table() -> Vec<(&'static str, &'static str, MethodRouter<HttpState>)> {
         ("POST", "/v1/auth", post(auth::authenticate)),
         ("GET", "/v1/identities/{login}", get(identities::show)),
         ("GET", "/v1/identities/{login}/policy", get(policy::show)),
+        ("POST", "/v1/identities/{login}/unlock", post(unlock::unlock)),
         ("GET", "/v1/addresses/{address}", get(addresses::show)),
         ("POST", "/v1/policy/check", post(policy::check)),
         ("POST", "/v1/passwords/check", post(passwords::check)),

@@ -45,5 +45,5 @@ pub async fn check(
             Err(e) => Err(ApiError::unavailable("directory or store", &e)),
         };
     }
-    Ok(Json(s.passwords.live_check(login, &password, now).await))
+    Ok(Json(s.passwords.live_check(login, &password, now)))
 }

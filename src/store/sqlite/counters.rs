@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 
-use super::super::{ChargeOutcome, Increment};
+use super::super::{ChargeOutcome, Expiry, Increment};
 
 /// A live counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,7 +191,16 @@ impl Table {
         {
             return ChargeOutcome::Refused { index, values };
         }
-        let values = increments.iter().map(|inc| self.raise(&inc.key, inc.delta, ttl_ms(inc), now)).collect();
+        let values = increments
+            .iter()
+            .map(|inc| {
+                let value = self.raise(&inc.key, inc.delta, ttl_ms(inc), now);
+                if inc.expiry == Expiry::AfterLast {
+                    self.extend(&inc.key, ttl_ms(inc), now);
+                }
+                value
+            })
+            .collect();
         if let Some((key, ttl)) = once {
             self.charged.insert(key.to_owned(), now.saturating_add(ttl));
             self.charged_changed = true;
@@ -213,6 +222,15 @@ impl Table {
         let entry = *entry;
         self.mark(key, Some(entry));
         entry.value
+    }
+
+    /// Moves a live counter's expiry to `ttl_ms` from now.
+    fn extend(&mut self, key: &str, ttl_ms: i64, now: i64) {
+        if let Some(entry) = self.counters.get_mut(key) {
+            entry.expires_at = now.saturating_add(ttl_ms);
+            let entry = *entry;
+            self.mark(key, Some(entry));
+        }
     }
 
     /// Records a change for the next write; a key already pending is
@@ -249,7 +267,7 @@ mod tests {
     use super::*;
 
     fn inc(key: &str, delta: i64, limit: i64) -> Increment {
-        Increment { key: key.into(), delta, limit, ttl: Duration::from_secs(60) }
+        Increment { key: key.into(), delta, limit, ttl: Duration::from_secs(60), expiry: Expiry::FromFirst }
     }
 
     #[test]
