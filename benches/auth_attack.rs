@@ -46,6 +46,9 @@
 //! `AUTH_ATTACK_SECONDS` the flood's length (default 60; the ceiling and
 //! the no-flood figure take a third of it each, at most 10 s);
 //! `AUTH_ATTACK_FLOOD_CONNECTIONS` (default 1000);
+//! `AUTH_ATTACK_LOGINS=disjoint` attacks `user02001`–`user03000` instead,
+//! logins with no cached password (every guess may reach the directory
+//! until the budget is spent);
 //! `AUTH_ATTACK_SERVERS=mailwarrant` or `=dovecot` runs one of them;
 //! `AUTH_ATTACK_TIMELINE=1` also prints the flood's legitimate latency
 //! second by second.
@@ -67,7 +70,8 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 const USERS: usize = 10_000;
-/// Legitimate users: `user00001`..; the first [`ATTACKED`] are attacked.
+/// Legitimate users: `user00001`..; the first [`ATTACKED`] are attacked
+/// (unless `AUTH_ATTACK_LOGINS=disjoint`).
 const LEGIT_USERS: usize = 2_000;
 const ATTACKED: usize = 1_000;
 const ATTACKERS: usize = 1_000;
@@ -92,6 +96,20 @@ fn rate() -> f64 {
 
 fn flood_length() -> Duration {
     Duration::from_secs_f64(env_or("AUTH_ATTACK_SECONDS", 60.0))
+}
+
+/// Index of the first attacked login: 0 (the first legitimate users) or,
+/// with `AUTH_ATTACK_LOGINS=disjoint`, the first user after them (never
+/// logged in, so no cached password).
+fn attacked_from() -> usize {
+    match std::env::var("AUTH_ATTACK_LOGINS").as_deref() {
+        Ok("disjoint") => LEGIT_USERS,
+        _ => 0,
+    }
+}
+
+fn attacked(i: usize) -> bool {
+    (attacked_from()..attacked_from() + ATTACKED).contains(&i)
 }
 
 fn user(i: usize) -> String {
@@ -136,8 +154,11 @@ impl Legit {
         100.0 * self.ok as f64 / self.sent.max(1) as f64
     }
 
-    fn attacked_success(&self) -> f64 {
-        100.0 * self.attacked_ok as f64 / self.attacked_sent.max(1) as f64
+    fn attacked_success(&self) -> String {
+        if self.attacked_sent == 0 {
+            return "none attacked".into();
+        }
+        format!("{:.2} %", 100.0 * self.attacked_ok as f64 / self.attacked_sent as f64)
     }
 
     fn percentile_ms(&mut self, q: f64) -> f64 {
@@ -198,13 +219,13 @@ async fn legit_open_loop(
                     let answer = legit_login(&mut client, address, i).await;
                     let latency = due.elapsed();
                     seen.sent += 1;
-                    seen.attacked_sent += u64::from(i < ATTACKED);
+                    seen.attacked_sent += u64::from(attacked(i));
                     let slot = (k as f64 * 1000.0 / rate) as u32;
                     seen.latencies.push((slot, latency.as_micros().min(u32::MAX as u128) as u32));
                     match answer {
                         Some(Answer::Ok { .. }) => {
                             seen.ok += 1;
-                            seen.attacked_ok += u64::from(i < ATTACKED);
+                            seen.attacked_ok += u64::from(attacked(i));
                         }
                         other => *seen.refusals.entry(kind(&other)).or_default() += 1,
                     }
@@ -301,7 +322,7 @@ impl Flood {
                             }
                         }
                         let Some(c) = client.as_mut() else { continue };
-                        let login = user(rng.gen_range(0..ATTACKED));
+                        let login = user(attacked_from() + rng.gen_range(0..ATTACKED));
                         let guess = format!("Guess-{:016x}", rng.gen::<u64>());
                         match c.plain(&login, &guess, rip).await {
                             Ok(Answer::Fail { .. }) => {
@@ -352,7 +373,7 @@ async fn count_failures_of_attacked(slapd: &Slapd) {
         ("pwdFailureCountInterval", set(&["1800"])),
     ];
     ldap.add(COUNTING_POLICY, attributes).await.and_then(|r| r.success()).expect("policy added");
-    for i in 0..ATTACKED {
+    for i in attacked_from()..attacked_from() + ATTACKED {
         let dn = format!("uid={},ou=people,dc=example,dc=com", user(i));
         let change = vec![Mod::Replace("pwdPolicySubentry", set(&[COUNTING_POLICY]))];
         ldap.modify(&dn, change).await.and_then(|r| r.success()).expect("policy set");
@@ -384,7 +405,7 @@ async fn recorded_failures(slapd: &Slapd) -> HashMap<String, usize> {
 }
 
 fn difference(after: &HashMap<String, usize>, before: &HashMap<String, usize>) -> Vec<usize> {
-    (0..ATTACKED)
+    (attacked_from()..attacked_from() + ATTACKED)
         .map(|i| {
             let u = user(i);
             after.get(&u).copied().unwrap_or(0).saturating_sub(before.get(&u).copied().unwrap_or(0))
@@ -628,8 +649,13 @@ fn print_table(rows: &mut [Figures], notes: &[String]) {
     println!(
         "AUTH under a guessing flood: {USERS} directory users; {LEGIT_USERS} legitimate users, each from its own \
          address, at {} logins/s on {LEGIT_CONNECTIONS} persistent connections (open loop); the flood from \
-         {ATTACKERS} addresses against {ATTACKED} logins (the first {ATTACKED} legitimate ones), {:?} long",
+         {ATTACKERS} addresses against {ATTACKED} logins ({}), {:?} long",
         rate(),
+        if attacked_from() == 0 {
+            "the first legitimate ones, whose right passwords are cached"
+        } else {
+            "disjoint from the legitimate ones: `user02001`…, never logged in"
+        },
         length,
     );
     println!(
@@ -647,7 +673,7 @@ fn print_table(rows: &mut [Figures], notes: &[String]) {
         let locks = lockout_after(mean, r.tail_rate / ATTACKED as f64, length);
         let budget = r.budget.map_or("none".into(), |b| b.to_string());
         println!(
-            "| {} | {:.0} | {:.2} %, {:.2} / {:.2} ms | {:.2} % ({:.2} %) | {:.2} / {:.2} ms | {:.0} | {max} / {mean:.1} | {budget} | {:.1} | {projected:.1} | {locks} |",
+            "| {} | {:.0} | {:.2} %, {:.2} / {:.2} ms | {:.2} % ({}) | {:.2} / {:.2} ms | {:.0} | {max} / {mean:.1} | {budget} | {:.1} | {projected:.1} | {locks} |",
             r.name,
             r.ceiling,
             r.quiet.success(),
