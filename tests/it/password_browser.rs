@@ -200,3 +200,42 @@ async fn password_browser_change_in_headless_chromium() {
     assert!(matches!(w.site.bind("alice", "Vivid-Cactus-Lantern-97").await, BindOutcome::Accepted { .. }));
     assert_eq!(w.site.bind("bob", "Bob-Demo-2026!").await, BindOutcome::ACCEPTED, "no write without the token");
 }
+
+/// In Chromium, before the current password is proven, an unknown login,
+/// a wrong password, and a locked and a disabled account (with their right
+/// passwords) get the same page: the same title, notice and rules, after
+/// the failure delay.
+#[tokio::test(flavor = "multi_thread")]
+async fn password_browser_refusals_before_proof_look_the_same() {
+    let w = web(None).await;
+    let base = w.base.clone();
+    tokio::task::block_in_place(|| {
+        let b = Browser::start_in("password-refusals");
+        let mut seen = Vec::new();
+        for (login, current) in [
+            ("carol", "Wrong-Current-1"),
+            ("nobody", "Wrong-Current-1"),
+            ("frank", "Frank-Demo-2026!"),
+            ("grace", "Grace-Demo-2026!"),
+        ] {
+            b.open(&format!("{base}/password?login={login}"));
+            let rules_before = b.text("#rules");
+            b.type_into("#current", current);
+            b.type_into("#new", "Vivid-Cactus-Lantern-97");
+            b.type_into("#confirm", "Vivid-Cactus-Lantern-97");
+            let started = Instant::now();
+            b.click("button[type=submit]");
+            b.wait_for("the refusal", "return !!document.getElementById('notice');");
+            let took = started.elapsed();
+            assert!(took >= Duration::from_millis(1900), "{login}: answered in {took:?}, before the failure delay");
+            let title = b.script("return document.title;");
+            let shown = (title, b.text("#notice"), rules_before, b.text("#rules"));
+            b.screenshot(&format!("refused-{login}"));
+            seen.push((login, shown));
+        }
+        for (login, shown) in &seen[1..] {
+            assert_eq!(shown, &seen[0].1, "{login} looks different from {}", seen[0].0);
+        }
+        assert!(seen[0].1 .1.contains("The login or the current password is not right."), "{:?}", seen[0].1);
+    });
+}
