@@ -1,6 +1,7 @@
 //! Issue 21, the Debian package (`scripts/package.sh`): its contents, its
-//! units through `systemd-analyze verify`, and the installed binary with
-//! the installed config (re-pointed at a test slapd) serving every socket
+//! units through `systemd-analyze verify`, its account through
+//! `systemd-sysusers --root`, and the installed binary with the installed
+//! config (re-pointed at a test slapd) serving every socket
 //! name from `systemd-socket-activate` the way the units pass them, with
 //! `Type=notify` messages, journald-style log lines, and writes only in
 //! the unit's writable folders.
@@ -126,6 +127,15 @@ fn package_installs_a_service_that_answers_on_every_socket_of_its_units() {
     assert!(conffiles.lines().any(|l| l == "/etc/mailwarrant/mailwarrant.toml"), "{conffiles}");
     let root = scratch.path().join("root");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+
+    // The account, as systemd-sysusers makes it from the shipped file
+    // (into the scratch root's /etc, not this machine's).
+    run(Command::new("systemd-sysusers").arg(format!("--root={}", root.display())).arg("mailwarrant.conf"));
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    let account = passwd.lines().find(|l| l.starts_with("mailwarrant:")).unwrap_or_else(|| panic!("{passwd}"));
+    assert!(account.ends_with(":/var/lib/mailwarrant:/usr/sbin/nologin"), "{account}");
+    let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
+    assert!(group.lines().any(|l| l.starts_with("mailwarrant:")), "{group}");
 
     // The units: what they say, and systemd's own check. systemd-analyze
     // wants ExecStart's binary on this machine's /usr/bin, so the copies
