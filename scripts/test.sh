@@ -59,4 +59,11 @@ for target in $(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^ma
     { echo "scripts/test.sh: fuzz target $target failed" >&2; exit 1; }
 done
 
+# The Debian package's maintainer scripts run only on a real install, which
+# the suite cannot do: check their syntax here. The package itself is
+# built, verified, unpacked and served by tests/it/package.rs below.
+for script in packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm; do
+  sh -n "$script" || { echo "scripts/test.sh: $script does not parse" >&2; exit 1; }
+done
+
 cargo test --locked --all-features

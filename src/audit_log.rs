@@ -14,11 +14,16 @@
 //! known, else what was typed, JSON-escaped), client, outcome, reason or
 //! rule, and the policy reference. Never a password: the record types
 //! below have no field that could hold one.
+//!
+//! SIGHUP reopens the file ([`AuditLog::reopen`]), so logrotate can move
+//! it away and have the next line start a new one without losing lines.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -66,6 +71,10 @@ pub struct AuditLine<'a> {
 #[derive(Clone, Default)]
 pub struct AuditLog {
     tx: Option<SyncSender<Vec<u8>>>,
+    /// Set by [`AuditLog::reopen`]; the writer reopens the file before its
+    /// next write. A flag rather than a queued message, so a reopen is
+    /// never lost to a full queue.
+    reopen: Arc<AtomicBool>,
 }
 
 /// Why the audit file could not be opened.
@@ -79,7 +88,7 @@ pub struct AuditError {
 impl AuditLog {
     /// A handle that writes nothing.
     pub fn disabled() -> Self {
-        Self { tx: None }
+        Self::default()
     }
 
     /// Opens (appends to) the file and starts the writer thread.
@@ -87,11 +96,26 @@ impl AuditLog {
         let file = open_file(&settings.path)
             .map_err(|source| AuditError { path: settings.path.display().to_string(), source })?;
         let (tx, rx) = sync_channel::<Vec<u8>>(settings.queue);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let writer = Writer { path: settings.path.clone(), out: BufWriter::new(file), reopen: reopen.clone() };
         std::thread::Builder::new()
             .name("audit-log".into())
-            .spawn(move || write_lines(rx, BufWriter::new(file)))
+            .spawn(move || writer.run(rx))
             .map_err(|source| AuditError { path: settings.path.display().to_string(), source })?;
-        Ok(Self { tx: Some(tx) })
+        Ok(Self { tx: Some(tx), reopen })
+    }
+
+    /// Closes the file and opens `[audit] path` again before the next
+    /// line (SIGHUP, after logrotate moved it): lines queued before this
+    /// call go to the old file, lines after it to the new one. When the
+    /// path cannot be opened, the old file is kept and the error logged.
+    pub fn reopen(&self) {
+        let Some(tx) = &self.tx else { return };
+        self.reopen.store(true, Ordering::Release);
+        // The marker orders the reopen among the lines and wakes a
+        // sleeping writer; with the queue full, the flag alone makes the
+        // writer reopen after the batch.
+        let _ = tx.try_send(Vec::new());
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -138,30 +162,75 @@ fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// wake-up costs a decision more than writing its line does.
 const WRITE_EVERY: Duration = Duration::from_millis(100);
 
-/// The writer thread: blocks while nothing is queued; after the first
-/// line, writes what came within [`WRITE_EVERY`] in one flush; ends
-/// (after writing the rest) when every handle is gone.
-fn write_lines(rx: Receiver<Vec<u8>>, mut out: BufWriter<std::fs::File>) {
-    while let Ok(first) = rx.recv() {
-        std::thread::sleep(WRITE_EVERY);
-        let mut failed = out.write_all(&first).is_err();
-        let mut gone = false;
-        loop {
-            match rx.try_recv() {
-                Ok(line) => failed |= out.write_all(&line).is_err(),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    gone = true;
-                    break;
+/// The writer thread's state.
+struct Writer {
+    path: PathBuf,
+    out: BufWriter<std::fs::File>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Blocks while nothing is queued; after the first line, writes what
+    /// came within [`WRITE_EVERY`] in one flush; ends (after writing the
+    /// rest) when every handle is gone. An empty message is the place in
+    /// the queue where [`AuditLog::reopen`] was asked: lines before it go
+    /// to the old file, lines after it to the new one.
+    fn run(mut self, rx: Receiver<Vec<u8>>) {
+        while let Ok(first) = rx.recv() {
+            if !first.is_empty() {
+                std::thread::sleep(WRITE_EVERY);
+            }
+            let mut failed = self.take(&first);
+            let mut gone = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(line) => failed |= self.take(&line),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        gone = true;
+                        break;
+                    }
                 }
             }
+            failed |= self.out.flush().is_err();
+            if failed {
+                tracing::error!("cannot write the audit log; lines are being lost");
+            }
+            if gone {
+                return;
+            }
+            // A reopen whose marker did not fit in a full queue.
+            self.reopen_if_asked();
         }
-        failed |= out.flush().is_err();
-        if failed {
+    }
+
+    /// Writes one line, or reopens at a reopen marker; true on a failed write.
+    fn take(&mut self, message: &[u8]) -> bool {
+        if message.is_empty() {
+            self.reopen_if_asked();
+            false
+        } else {
+            self.out.write_all(message).is_err()
+        }
+    }
+
+    /// Swaps in a fresh handle on the path when [`AuditLog::reopen`] asked.
+    fn reopen_if_asked(&mut self) {
+        if !self.reopen.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if self.out.flush().is_err() {
             tracing::error!("cannot write the audit log; lines are being lost");
         }
-        if gone {
-            return;
+        match open_file(&self.path) {
+            Ok(file) => {
+                self.out = BufWriter::new(file);
+                tracing::info!(path = %self.path.display(), "audit log reopened");
+            }
+            Err(e) => tracing::error!(
+                path = %self.path.display(), error = %e,
+                "cannot reopen the audit log; still writing to the old file"
+            ),
         }
     }
 }
@@ -203,5 +272,43 @@ mod tests {
         assert_eq!(v["time"], "1970-01-01T00:00:00Z");
         assert_eq!(v["rule"], "invalid_credentials");
         assert_eq!(clip(&"é".repeat(200)).len(), 256);
+    }
+
+    #[test]
+    fn reopen_starts_a_new_file_after_the_old_one_was_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings { path: dir.path().join("audit.jsonl"), queue: 16 };
+        let log = AuditLog::open(&settings).unwrap();
+        let line = |outcome| AuditLine {
+            time: OffsetDateTime::UNIX_EPOCH,
+            kind: "auth",
+            front_end: "http",
+            login: Some("alice"),
+            client: None,
+            outcome,
+            rule: "x".into(),
+            reference: None,
+            stage: None,
+            sender: None,
+            recipient: None,
+            observed: vec![],
+            latency_ms: None,
+        };
+        // All within one batch of the writer: the order in the queue
+        // decides the file.
+        log.write(&line("before"));
+        let (path, moved) = (settings.path.clone(), dir.path().join("audit.jsonl.1"));
+        std::fs::rename(&path, &moved).unwrap();
+        log.reopen();
+        log.write(&line("after"));
+        assert!(
+            crate::testkit::wait_until(Duration::from_secs(5), || {
+                std::fs::read_to_string(&path).is_ok_and(|t| t.contains("after"))
+            }),
+            "the line after the reopen is in a new file at the path"
+        );
+        let (old, new) = (std::fs::read_to_string(&moved).unwrap(), std::fs::read_to_string(&path).unwrap());
+        assert!(old.contains("before") && !old.contains("after"), "{old}");
+        assert!(!new.contains("before"), "{new}");
     }
 }

@@ -5,12 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use mailwarrant::config::Config;
 use mailwarrant::directory::AddressOwner;
 use mailwarrant::identity::Address;
 use mailwarrant::serve::{self, App};
 use mailwarrant::telemetry::{self, LogFormat};
+
+/// Where the Debian package puts the config; every subcommand reads it
+/// unless `--config` or [`CONFIG_ENV`] names another.
+const DEFAULT_CONFIG: &str = "/etc/mailwarrant/mailwarrant.toml";
+const CONFIG_ENV: &str = "MAILWARRANT_CONFIG";
 
 #[derive(Parser)]
 #[command(name = "mailwarrant", version, about = "The corporate directory decides who may send mail, and how much")]
@@ -26,12 +31,14 @@ struct Cli {
 enum Command {
     /// Run every configured listener until SIGTERM or SIGINT.
     Serve {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Validate a config file and print it with secrets redacted.
     CheckConfig {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Also connect to the store (Redis: a PING round trip; SQLite:
         /// open the file) and report whether it answers, and read the
@@ -42,7 +49,8 @@ enum Command {
     },
     /// Print what the directory says about a login or address, as JSON.
     Lookup {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// A login (`alice`) or an address (`a.smith@example.com`).
         who: String,
@@ -51,7 +59,8 @@ enum Command {
     /// message would get (`--from A --to B,C --size N`), or what a refusal
     /// reference means (`--ref ID`). Never counts anything.
     Explain {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The login to explain (not needed with --ref).
         login: Option<String>,
@@ -77,7 +86,8 @@ enum Command {
     /// Send the password expiry reminders that are due (once per user and
     /// stage), or list them with --dry-run.
     Remind {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// List who would get which mail; send and record nothing.
         #[arg(long)]
@@ -93,7 +103,8 @@ enum Command {
     /// of each rule of the login's password policy (history included).
     /// Exits 0 when every rule passes, 1 when one fails.
     PasswordCheck {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long)]
         login: String,
@@ -106,7 +117,8 @@ enum Command {
     /// store). Audited with the operator's name. Exits 3 when the store
     /// cannot answer.
     Unlock {
-        #[arg(long, short)]
+        /// The config file.
+        #[arg(long, short, env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The login, as users type it; resolved to the canonical one.
         login: String,
@@ -125,6 +137,13 @@ enum Command {
     /// Print the JSON Schema of the config file.
     #[command(hide = true)]
     ConfigSchema,
+    /// Write the man pages (mailwarrant.1, mailwarrant-serve.1, …) into a
+    /// folder; scripts/package.sh ships them.
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
+    /// Print the shell completion script for SHELL.
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
@@ -158,6 +177,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::HashPassword => hash_password(),
+        Command::GenerateMan { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("while creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("while writing the man pages into {}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mailwarrant", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::NewToken { id } => {
             if id.is_empty()
                 || id.len() > 32

@@ -15,7 +15,8 @@ use super::Validate;
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     /// File the JSON lines are appended to, relative to the config file.
-    /// Not reopened on SIGHUP: rotate it with logrotate's `copytruncate`.
+    /// Reopened on SIGHUP, so logrotate can move it and then
+    /// `systemctl reload mailwarrant` (the package's logrotate file does).
     pub path: PathBuf,
     /// Lines held in memory while the disk is slow; more are dropped
     /// (and counted in `mailwarrant_audit_lines_dropped_total`) rather

@@ -24,9 +24,12 @@ pub struct RawStore {
     /// instances.
     #[serde(default)]
     pub kind: StoreKind,
-    /// SQLite database file, relative to the config file.
-    #[serde(default = "default_sqlite_path")]
-    pub path: PathBuf,
+    /// SQLite database file, relative to the config file. Left out:
+    /// `state.sqlite` in systemd's `StateDirectory=` (`$STATE_DIRECTORY`,
+    /// /var/lib/mailwarrant with the packaged unit, which makes /etc
+    /// read-only), else `mailwarrant.sqlite` beside the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
     /// SQLite durability of each commit: `full` (default) fsyncs every
     /// commit and survives power loss; `normal` (WAL without an fsync per
     /// commit) survives a crash of mailwarrant but may lose the last
@@ -102,7 +105,7 @@ impl Default for RawStore {
     fn default() -> Self {
         Self {
             kind: StoreKind::default(),
-            path: default_sqlite_path(),
+            path: None,
             synchronous: Synchronous::default(),
             url: None,
             sentinels: Vec::new(),
@@ -135,8 +138,15 @@ fn serialize_url_redacted<S: serde::Serializer>(url: &Option<String>, s: S) -> R
     }
 }
 
-fn default_sqlite_path() -> PathBuf {
-    "mailwarrant.sqlite".into()
+/// Where the SQLite file goes when `path` is left out: in the state
+/// folder systemd made for the service (the first one when
+/// `StateDirectory=` lists several), else beside the config file.
+pub fn default_sqlite_path(base_dir: &Path, state_directory: Option<&std::ffi::OsStr>) -> PathBuf {
+    let state = state_directory.and_then(|dirs| std::env::split_paths(dirs).next()).filter(|dir| dir.is_absolute());
+    match state {
+        Some(dir) => dir.join("state.sqlite"),
+        None => base_dir.join("mailwarrant.sqlite"),
+    }
 }
 
 fn default_prefix() -> String {
@@ -232,7 +242,10 @@ impl Validate for RawStore {
                         "a Redis URL is set but store.kind is \"sqlite\"; set kind = \"redis\" or remove url",
                     );
                 }
-                let path = base_dir.join(&self.path);
+                let path = match &self.path {
+                    Some(path) => base_dir.join(path),
+                    None => default_sqlite_path(base_dir, std::env::var_os("STATE_DIRECTORY").as_deref()),
+                };
                 if let Some(parent) = path.parent() {
                     if !parent.as_os_str().is_empty() && !parent.is_dir() {
                         p.error("store.path", format!("folder {} does not exist", parent.display()));
@@ -367,7 +380,7 @@ impl RawStore {
                 p.error("store.url", format!("{url} is not a Redis URL; write redis://host:6379 or rediss://host:6380"))
             }
         }
-        if !self.path.as_os_str().is_empty() && self.path != default_sqlite_path() {
+        if self.path.is_some() {
             p.warn("store.path", "ignored with kind = \"redis\"");
         }
         Some(RedisSettings {
@@ -437,5 +450,15 @@ mod tests {
         assert_eq!(r.url.to_string(), "redis://***@127.0.0.1:6379/2");
         let raw: RawStore = toml::from_str("kind = \"redis\"\nurl = \"redis://:s3cret@h\"").unwrap();
         assert!(!toml::to_string(&raw).unwrap().contains("s3cret"));
+    }
+
+    #[test]
+    fn the_default_sqlite_file_goes_in_the_state_directory_when_systemd_names_one() {
+        let etc = Path::new("/etc/mailwarrant");
+        let state = |v: &str| default_sqlite_path(etc, Some(std::ffi::OsStr::new(v)));
+        assert_eq!(state("/var/lib/mailwarrant"), Path::new("/var/lib/mailwarrant/state.sqlite"));
+        assert_eq!(state("/var/lib/mailwarrant:/var/lib/other"), Path::new("/var/lib/mailwarrant/state.sqlite"));
+        assert_eq!(state("relative"), Path::new("/etc/mailwarrant/mailwarrant.sqlite"), "only an absolute folder");
+        assert_eq!(default_sqlite_path(etc, None), Path::new("/etc/mailwarrant/mailwarrant.sqlite"));
     }
 }

@@ -158,6 +158,8 @@ pub struct HttpServer {
     bound: Bound,
     limits: Arc<Limits>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The HTTPS pair, reloaded on SIGHUP.
+    certificate: Option<Arc<tls::Certificate>>,
     router: Router,
     app: App,
     /// Whether this listener serves `/readyz`, and so keeps the health
@@ -175,19 +177,22 @@ impl HttpServer {
         inherited: &mut Inherited,
         auth: Option<Arc<Authenticator>>,
     ) -> Result<Self, ServeError> {
-        let tls = match &settings.tls {
-            Some(files) => Some(tls::acceptor(files).map_err(|e| ServeError::Listen {
-                address: files.cert.display().to_string(),
-                source: std::io::Error::other(e.to_string()),
-            })?),
-            None => None,
+        let (tls, certificate) = match &settings.tls {
+            Some(files) => {
+                let (acceptor, certificate) = tls::acceptor(files).map_err(|e| ServeError::Listen {
+                    address: files.cert.display().to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                (Some(acceptor), Some(certificate))
+            }
+            None => (None, None),
         };
         let bound = Bound::open(listener, inherited)?;
         tracing::info!(base = %settings.public_base_url, tls = tls.is_some(), "HTTP listener ready");
         // Connections of trusted proxies carry many clients: no per-client cap.
         let limits = Limits::new(listener, settings.trusted_proxies.clone());
         let router = router(HttpState::from_app(app, settings, auth));
-        Ok(Self { bound, limits, tls, router, app: app.clone(), watch_health: app.config.ops.is_none() })
+        Ok(Self { bound, limits, tls, certificate, router, app: app.clone(), watch_health: app.config.ops.is_none() })
     }
 
     /// The `[ops]` listener: `/healthz`, `/readyz`, `/metrics` only, with
@@ -200,7 +205,12 @@ impl HttpServer {
             .fallback(not_found)
             .layer(middleware::from_fn(security_headers))
             .with_state(HttpState::from_app(app, &settings, None));
-        Ok(Self { bound, limits, tls: None, router, app: app.clone(), watch_health: true })
+        Ok(Self { bound, limits, tls: None, certificate: None, router, app: app.clone(), watch_health: true })
+    }
+
+    /// The HTTPS certificate and key, for the SIGHUP reload.
+    pub fn certificate(&self) -> Option<Arc<tls::Certificate>> {
+        self.certificate.clone()
     }
 
     /// The TCP address actually bound.

@@ -1,13 +1,21 @@
 //! HTTPS for the HTTP listener: rustls 0.23 (ring) through tokio-rustls,
 //! HTTP/1.1 through hyper, the same router, accept loop and deadlines as
-//! plain HTTP ([`super::connection`]). Certificates are read once at start
-//! (a restart picks up a renewed one).
+//! plain HTTP ([`super::connection`]).
+//!
+//! The certificate and key are read at start and again on SIGHUP
+//! ([`Certificate::reload`]), so a renewed certificate (certbot, an
+//! internal CA's short-lived ones) is served without a restart and without
+//! closing a connection. A renewal that cannot be read, or whose key does
+//! not match, leaves the running pair in place.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -25,8 +33,56 @@ pub enum TlsError {
     Rustls(#[from] tokio_rustls::rustls::Error),
 }
 
-/// The acceptor for `[http] tls_cert` / `tls_key`.
-pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+/// The certificate and key served, swapped whole on reload.
+#[derive(Debug)]
+pub struct Certificate {
+    files: TlsFiles,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl Certificate {
+    /// Reads the pair once; an error names the file.
+    fn load(files: &TlsFiles, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+        let current = RwLock::new(Arc::new(certified_key(files, &provider)?));
+        Ok(Self { files: files.clone(), provider, current })
+    }
+
+    /// Reads the files again and serves the new pair to the next
+    /// handshakes; on error the running pair stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = Arc::new(certified_key(&self.files, &self.provider)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The certificate file, for log lines.
+    pub fn cert_path(&self) -> &std::path::Path {
+        &self.files.cert
+    }
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// The acceptor for `[http] tls_cert` / `tls_key`, and the handle that
+/// reloads its pair.
+pub fn acceptor(files: &TlsFiles) -> Result<(TlsAcceptor, Arc<Certificate>), TlsError> {
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let certificate = Arc::new(Certificate::load(files, provider.clone())?);
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate.clone());
+    Ok((TlsAcceptor::from(Arc::new(config)), certificate))
+}
+
+/// Reads and checks one pair: the chain, the first key in the key file,
+/// and that the key belongs to the certificate.
+fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
     };
@@ -52,10 +108,5 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         break;
     }
     let key = key.ok_or_else(|| TlsError::NoKey(files.key.display().to_string()))?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(CertifiedKey::from_der(certs, key, provider)?)
 }

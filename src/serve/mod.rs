@@ -8,6 +8,7 @@ pub mod activation;
 pub mod auth;
 pub mod budget;
 pub mod budget_plan;
+pub mod notify;
 pub mod reload;
 pub mod shutdown;
 
@@ -111,8 +112,10 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
     if app.config.reminders.is_some() {
         front_ends.spawn(reminders::schedule::run_daily(app.clone(), shutdown.clone()));
     }
+    let mut certificate = None;
     if let (Some(http), Some(listener)) = (app.config.http.clone(), plan.get("http")) {
         let server = crate::http::HttpServer::open(&app, &http, listener, &mut inherited, Some(authenticator.clone()))?;
+        certificate = server.certificate();
         front_ends.spawn(server.serve(shutdown.clone()));
     }
     if let Some(listener) = plan.get("ops") {
@@ -122,10 +125,12 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
         tracing::warn!(fd_name = %name, "a socket from systemd matches no configured front end; it is not served");
     }
     let reloader =
-        reload::Reloader::new(app.config.clone(), authenticator.clone(), app.policy.clone(), app.identities.clone());
+        reload::Reloader::new(app.config.clone(), authenticator.clone(), app.policy.clone(), app.identities.clone())
+            .with_files(app.audit.clone(), certificate);
     front_ends.spawn(reload::on_sighup(hup, reloader, shutdown.clone()));
 
     tracing::info!(directory = app.directory.kind(), front_ends = front_ends.len(), "mailwarrant ready");
+    notify::ready();
     let mut stop = shutdown.clone();
     let mut first_error = None;
     loop {
@@ -139,6 +144,7 @@ pub async fn run(app: App, shutdown: Shutdown) -> Result<(), ServeError> {
         }
     }
     tracing::info!("shutting down; draining connections");
+    notify::stopping();
     while let Some(done) = front_ends.join_next().await {
         if let Ok(Err(e)) = done {
             tracing::warn!(error = %e, "front end ended with an error during shutdown");

@@ -7,13 +7,20 @@
 //! store, `[http]`, ...) is bound at start: when it differs, the whole
 //! reload is refused and the log names each part that needs a restart, so
 //! a reload never half-applies.
+//!
+//! Files are reopened on every SIGHUP whether or not the config applies:
+//! the audit log (logrotate moved it) and the HTTPS certificate and key
+//! (renewed in place). systemd hears `RELOADING=1` before and `READY=1`
+//! after, so `systemctl reload` returns once all of it is done.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::{ServeError, Shutdown};
+use super::{notify, ServeError, Shutdown};
+use crate::audit_log::AuditLog;
 use crate::auth::Authenticator;
 use crate::config::{Config, ConfigError};
+use crate::http::tls::Certificate;
 use crate::identity::IdentityCache;
 use crate::policy_service::PolicyService;
 
@@ -32,6 +39,8 @@ pub struct Reloader {
     authenticator: Arc<Authenticator>,
     policy: Option<PolicyService>,
     identities: IdentityCache,
+    audit: AuditLog,
+    certificate: Option<Arc<Certificate>>,
 }
 
 impl Reloader {
@@ -41,7 +50,36 @@ impl Reloader {
         policy: Option<PolicyService>,
         identities: IdentityCache,
     ) -> Self {
-        Self { file: running.file.clone(), running: Mutex::new(running), authenticator, policy, identities }
+        Self {
+            file: running.file.clone(),
+            running: Mutex::new(running),
+            authenticator,
+            policy,
+            identities,
+            audit: AuditLog::disabled(),
+            certificate: None,
+        }
+    }
+
+    /// Also reopen this audit log and reload this HTTPS pair on SIGHUP.
+    pub fn with_files(mut self, audit: AuditLog, certificate: Option<Arc<Certificate>>) -> Self {
+        self.audit = audit;
+        self.certificate = certificate;
+        self
+    }
+
+    /// Reopens the audit log and rereads the HTTPS certificate and key; a
+    /// pair that cannot be read is logged and the running one kept.
+    pub fn reopen_files(&self) {
+        self.audit.reopen();
+        if let Some(certificate) = &self.certificate {
+            match certificate.reload() {
+                Ok(()) => {
+                    tracing::info!(cert = %certificate.cert_path().display(), "SIGHUP: HTTPS certificate reloaded")
+                }
+                Err(e) => tracing::error!("SIGHUP: HTTPS certificate not reloaded, the running one stays: {e}"),
+            }
+        }
     }
 
     /// Reads the file once and applies it, or nothing.
@@ -124,11 +162,14 @@ pub async fn on_sighup(
             got = hup.recv() => if got.is_none() { return Ok(()) },
             _ = shutdown.wait() => return Ok(()),
         }
+        notify::reloading();
+        reloader.reopen_files();
         match reloader.reload() {
             Ok(()) => tracing::info!(file = %reloader.file.display(), "SIGHUP: configuration reloaded"),
             Err(e) => {
                 tracing::error!("SIGHUP: configuration not reloaded, nothing of it applied; the running one stays: {e}")
             }
         }
+        notify::ready();
     }
 }

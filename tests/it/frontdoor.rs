@@ -264,6 +264,70 @@ fn frontdoor_sighup_applies_the_whole_file_or_nothing() {
     assert!(refusal().ends_with("reason=Refused after"), "a sound file applies");
 }
 
+/// A self-signed pair for 127.0.0.1 as `NAME.pem` and `NAME.key` in `dir`.
+fn self_signed(dir: &Path, name: &str) {
+    let status = Command::new("/usr/bin/openssl")
+        .current_dir(dir)
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-keyout", &format!("{name}.key"), "-out", &format!("{name}.pem")])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Issue 21: SIGHUP rereads the HTTPS certificate and key (a renewal is
+/// served without a restart); a pair that cannot be used leaves the
+/// running one in place.
+#[test]
+fn frontdoor_sighup_rereads_the_https_certificate() {
+    require_package("openssl").unwrap();
+    require_package("curl").unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    self_signed(certs.path(), "old");
+    self_signed(certs.path(), "new");
+    let (served_cert, served_key) = (certs.path().join("served.pem"), certs.path().join("served.key"));
+    std::fs::copy(certs.path().join("old.pem"), &served_cert).unwrap();
+    std::fs::copy(certs.path().join("old.key"), &served_key).unwrap();
+    let (dovecot, policy, http) = (free_port(), free_port(), free_port());
+    let tls = format!("tls_cert = {served_cert:?}\ntls_key = {served_key:?}\n");
+    let server = Server::start(&base_config(dovecot, policy, http, &tls), &[]);
+    server.wait_ready(&[http]);
+    // Whether curl trusts the served certificate when it trusts only `ca`.
+    let trusted_with = |ca: &str| {
+        Command::new("/usr/bin/curl")
+            .args(["-sS", "--max-time", "10", "-o", "/dev/null", "--cacert"])
+            .arg(certs.path().join(format!("{ca}.pem")))
+            .arg(format!("https://127.0.0.1:{http}/healthz"))
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(trusted_with("old") && !trusted_with("new"), "{}", server.log());
+
+    std::fs::copy(certs.path().join("new.pem"), &served_cert).unwrap();
+    std::fs::copy(certs.path().join("new.key"), &served_key).unwrap();
+    server.child.signal("HUP").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || server.log().contains("HTTPS certificate reloaded")),
+        "{}",
+        server.log()
+    );
+    assert!(trusted_with("new") && !trusted_with("old"), "the renewed pair is served\n{}", server.log());
+
+    // A key that does not belong to the certificate: refused, the running pair stays.
+    std::fs::copy(certs.path().join("old.key"), &served_key).unwrap();
+    server.child.signal("HUP").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || server.log().contains("HTTPS certificate not reloaded")),
+        "{}",
+        server.log()
+    );
+    assert!(trusted_with("new"), "the running pair stays\n{}", server.log());
+}
+
 /// Every listener from `systemd-socket-activate`, matched by name; the
 /// configured addresses are then left alone.
 #[test]

@@ -27,6 +27,7 @@ mod ldap;
 mod ldif;
 mod milter_postfix;
 mod milter_socket;
+mod package;
 mod password_browser;
 mod password_http;
 mod password_ldif;
