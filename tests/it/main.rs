@@ -3,6 +3,7 @@
 
 mod ad;
 mod ad_auth;
+mod ad_autogen_cert;
 mod ad_password;
 mod ad_password_browser;
 mod ad_policy;
