@@ -30,6 +30,29 @@ pub struct Exim {
 impl Exim {
     /// Starts Exim with dovecot authenticators on `auth_socket`.
     pub fn start(auth_socket: &Path) -> Result<Exim, String> {
+        let s = auth_socket.display();
+        let authenticators = format!(
+            "dovecot_plain:
+  driver = dovecot
+  public_name = PLAIN
+  server_socket = {s}
+  server_set_id = $auth1
+dovecot_login:
+  driver = dovecot
+  public_name = LOGIN
+  server_socket = {s}
+  server_set_id = $auth1
+"
+        );
+        let acl = "acl_check_rcpt:\n  accept authenticated = *\n  deny message = authentication required\n";
+        Self::start_with_sections("acl_smtp_rcpt = acl_check_rcpt\n", acl, &authenticators)
+    }
+
+    /// Starts Exim with the given lines in the main section, the `acl`
+    /// section and the `authenticators` section, as an administrator
+    /// pastes them (the recipes' test loads the documented snippets this
+    /// way); spool, log, port and a router that discards are the kit's.
+    pub fn start_with_sections(main: &str, acl: &str, authenticators: &str) -> Result<Exim, String> {
         let binary = exim_binary();
         require_program(binary.to_str().unwrap_or_default(), "exim4-daemon-heavy (scripts/setup/exim.sh)")?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-exim").tempdir().map_err(|e| e.to_string())?;
@@ -39,7 +62,7 @@ impl Exim {
         }
         let port = free_port();
         let config = root.join("exim.conf");
-        std::fs::write(&config, exim_conf(root, port, auth_socket)).map_err(|e| e.to_string())?;
+        std::fs::write(&config, exim_conf(root, port, main, acl, authenticators)).map_err(|e| e.to_string())?;
         let daemon = ChildGuard::spawn(
             "exim4",
             Command::new(&binary).arg("-C").arg(&config).arg("-bdf").stdout(Stdio::null()).stderr(Stdio::null()),
@@ -57,9 +80,8 @@ impl Exim {
     }
 }
 
-fn exim_conf(root: &Path, port: u16, auth_socket: &Path) -> String {
+fn exim_conf(root: &Path, port: u16, main: &str, acl: &str, authenticators: &str) -> String {
     let d = root.display();
-    let s = auth_socket.display();
     format!(
         "primary_hostname = mx.example.com
 exim_user = root
@@ -74,29 +96,15 @@ tls_advertise_hosts =
 auth_advertise_hosts = *
 host_lookup =
 rfc1413_hosts =
-acl_smtp_rcpt = acl_check_rcpt
-
+{main}
 begin acl
-acl_check_rcpt:
-  accept authenticated = *
-  deny message = authentication required
-
+{acl}
 begin routers
 discard:
   driver = redirect
   data = :blackhole:
 
 begin authenticators
-dovecot_plain:
-  driver = dovecot
-  public_name = PLAIN
-  server_socket = {s}
-  server_set_id = $auth1
-dovecot_login:
-  driver = dovecot
-  public_name = LOGIN
-  server_socket = {s}
-  server_set_id = $auth1
-"
+{authenticators}"
     )
 }

@@ -12,6 +12,7 @@ mod packages;
 pub mod postfix;
 pub mod redis;
 pub mod samba;
+pub mod samba_autogen;
 pub mod slapd;
 pub mod smtp_server;
 

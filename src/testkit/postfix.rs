@@ -35,6 +35,7 @@ retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 postlog   unix-dgram n  -       n       -       1       postlogd
 ";
 
@@ -54,6 +55,14 @@ impl Postfix {
     /// defaults (later lines win in Postfix), e.g.
     /// `("smtpd_sasl_type", "dovecot")`.
     pub fn start(extra: &[(&str, &str)]) -> Result<Postfix, String> {
+        Self::start_with(extra, "", "")
+    }
+
+    /// Like [`start`](Self::start), with `main_text` appended to `main.cf`
+    /// and `master_text` (more services) to `master.cf`, as an
+    /// administrator pastes them: the recipes' test loads the documented
+    /// snippets this way.
+    pub fn start_with(extra: &[(&str, &str)], main_text: &str, master_text: &str) -> Result<Postfix, String> {
         require_packages(&["postfix", "swaks"])?;
         let dir = tempfile::Builder::new().prefix("mailwarrant-postfix").tempdir().map_err(|e| e.to_string())?;
         let root = dir.path();
@@ -64,9 +73,10 @@ impl Postfix {
         }
         run(Command::new("chown").arg("postfix").arg(root.join("data")))?;
         let (port, sink_port) = (free_port(), free_port());
-        std::fs::write(root.join("etc/main.cf"), main_cf(root, sink_port, extra)).map_err(io)?;
-        std::fs::write(root.join("etc/master.cf"), format!("127.0.0.1:{port} inet n - n - - smtpd\n{MASTER_CF}"))
-            .map_err(io)?;
+        let main = format!("{}{main_text}", main_cf(root, sink_port, extra));
+        std::fs::write(root.join("etc/main.cf"), main).map_err(io)?;
+        let master = format!("127.0.0.1:{port} inet n - n - - smtpd\n{MASTER_CF}{master_text}");
+        std::fs::write(root.join("etc/master.cf"), master).map_err(io)?;
         let conf = root.join("etc");
         run(Command::new("postfix").arg("-c").arg(&conf).arg("set-permissions"))?;
         run(Command::new("postfix").arg("-c").arg(&conf).arg("check"))?;
@@ -107,9 +117,14 @@ impl Postfix {
     /// Runs swaks against the instance with the given extra arguments
     /// (`--from`, `--to`, `--auth`, ...).
     pub fn swaks(&self, args: &[&str]) -> Output {
+        self.swaks_at(self.port, args)
+    }
+
+    /// The same against another smtpd service of the instance.
+    pub fn swaks_at(&self, port: u16, args: &[&str]) -> Output {
         Command::new("swaks")
             .arg("--server")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("127.0.0.1:{port}"))
             .args(["--timeout", "30", "--helo", "client.example.com"])
             .args(args)
             .output()

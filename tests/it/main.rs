@@ -3,6 +3,7 @@
 
 mod ad;
 mod ad_auth;
+mod ad_autogen_cert;
 mod ad_password;
 mod ad_password_browser;
 mod ad_policy;
@@ -20,6 +21,7 @@ mod auth_stack;
 mod auth_unlock;
 mod cli;
 mod config;
+mod demo_stack;
 mod frontdoor;
 mod http_admin;
 mod http_api;
@@ -36,5 +38,6 @@ mod policy_postfix;
 mod policy_rig;
 mod policy_socket;
 mod postfix;
+mod recipes;
 mod reminders;
 mod store_redis;

@@ -29,6 +29,8 @@ mod pool;
 pub mod ppolicy;
 mod tls;
 
+pub use tls::{fingerprint, parse_pin};
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -84,6 +86,7 @@ impl LdapDirectory {
             settings.tls,
             settings.ca_file.as_deref(),
             settings.tls_verify,
+            &settings.tls_pins,
             settings.connect_timeout,
         )?;
         let connector = Arc::new(Connector::new(

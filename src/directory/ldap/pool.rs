@@ -88,7 +88,13 @@ impl Connector {
         let opening = LdapConnAsync::with_settings(self.transport.settings_for(url), url);
         let (conn, ldap) = match timeout(self.connect_timeout, opening).await {
             Err(_) => return Err(format!("{url}: no answer within {:?}", self.connect_timeout)),
-            Ok(Err(e)) => return Err(format!("{url}: {e}")),
+            Ok(Err(e)) => {
+                let text = e.to_string();
+                return Err(match super::tls::hint(&text) {
+                    Some(hint) => format!("{url}: {text}: {hint}"),
+                    None => format!("{url}: {text}"),
+                });
+            }
             Ok(Ok(pair)) => pair,
         };
         let alive = Arc::new(AtomicBool::new(true));
