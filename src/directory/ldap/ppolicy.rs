@@ -104,7 +104,7 @@ pub fn account_state(
         (Some(changed), Some(max_age)) => Some(changed + max_age),
         _ => None,
     };
-    let must_change = user.reset.is_some_and(is_true) && policy.map_or(true, |p| p.must_change);
+    let must_change = user.reset.is_some_and(is_true) && policy.is_none_or(|p| p.must_change);
     AccountState { enabled: !disabled, locked, password_changed_at, password_expires_at, must_change }
 }
 

@@ -20,8 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::LdapConnSettings;
-use rustls::client::{ServerCertVerified, ServerCertVerifier};
-use rustls::{Certificate, ServerName};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use crate::config::directory::TlsMode;
@@ -45,10 +47,15 @@ impl Transport {
         pins: &[[u8; 32]],
         connect_timeout: Duration,
     ) -> Result<Self, DirectoryError> {
+        // ldap3 builds its own config (system roots; `tls_verify = false`)
+        // with rustls's process-wide provider: make it ring, the one every
+        // config here uses, rather than leave it to crate features. An Err
+        // means one is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let plain = LdapConnSettings::new().set_conn_timeout(connect_timeout);
         let mut secure = plain.clone().set_no_tls_verify(!verify);
         if verify && !pins.is_empty() {
-            secure = secure.set_config(Arc::new(pinned_config(pins)));
+            secure = secure.set_config(Arc::new(pinned_config(pins)?));
         } else if let Some(path) = ca_file {
             secure = secure.set_config(Arc::new(client_config(path)?));
         }
@@ -69,6 +76,22 @@ impl Transport {
     }
 }
 
+/// ring, named rather than taken from the process default, so these
+/// configs do not depend on which rustls features other crates turn on.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A config builder with rustls's default protocol versions; refused only
+/// if the provider supports none of them, which ring does not.
+fn builder(
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, DirectoryError> {
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DirectoryError::Source(format!("directory TLS: {e}")))
+}
+
 fn client_config(path: &Path) -> Result<rustls::ClientConfig, DirectoryError> {
     let fail = |why: String| {
         DirectoryError::Source(format!("CA file {}: {why}: check `directory.ldap.ca_file`", path.display()))
@@ -76,32 +99,33 @@ fn client_config(path: &Path) -> Result<rustls::ClientConfig, DirectoryError> {
     let file = File::open(path).map_err(|e| fail(e.to_string()))?;
     let certs = rustls_pemfile::certs(&mut BufReader::new(file)).map_err(|e| fail(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(&certs);
+    let (added, _ignored) = roots.add_parsable_certificates(certs.into_iter().map(CertificateDer::from));
     if added == 0 {
         return Err(fail("no PEM certificate in it".into()));
     }
-    Ok(rustls::ClientConfig::builder().with_safe_defaults().with_root_certificates(roots).with_no_client_auth())
+    Ok(builder(provider())?.with_root_certificates(roots).with_no_client_auth())
 }
 
 /// Accepts exactly the certificates whose SHA-256 is pinned, whatever
 /// their issuer, names or dates: the pin is the trust decision. The
 /// handshake signature is still checked against the certificate's key
-/// (the trait's default methods), so only the holder of that key passes.
+/// (with the provider's algorithms), so only the holder of that key passes.
+#[derive(Debug)]
 struct PinnedCertificate {
     pins: Vec<[u8; 32]>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for PinnedCertificate {
     fn verify_server_cert(
         &self,
-        end_entity: &Certificate,
-        _intermediates: &[Certificate],
-        _server_name: &ServerName,
-        _scts: &mut dyn Iterator<Item = &[u8]>,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: std::time::SystemTime,
+        _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen: [u8; 32] = Sha256::digest(&end_entity.0).into();
+        let seen: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
         if self.pins.contains(&seen) {
             Ok(ServerCertVerified::assertion())
         } else {
@@ -112,13 +136,34 @@ impl ServerCertVerifier for PinnedCertificate {
             )))
         }
     }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
-fn pinned_config(pins: &[[u8; 32]]) -> rustls::ClientConfig {
-    rustls::ClientConfig::builder()
-        .with_safe_defaults()
-        .with_custom_certificate_verifier(Arc::new(PinnedCertificate { pins: pins.to_vec() }))
-        .with_no_client_auth()
+fn pinned_config(pins: &[[u8; 32]]) -> Result<rustls::ClientConfig, DirectoryError> {
+    let provider = provider();
+    let verifier = PinnedCertificate { pins: pins.to_vec(), algorithms: provider.signature_verification_algorithms };
+    Ok(builder(provider)?.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth())
 }
 
 /// `AB:CD:…`, as `openssl x509 -noout -fingerprint -sha256` prints it.
@@ -144,10 +189,11 @@ pub fn parse_pin(text: &str) -> Option<[u8; 32]> {
 }
 
 /// What to do about a refused certificate, appended to the connect error:
-/// rustls's own words (`invalid peer certificate: NotValidForName`) name
-/// the check, not the remedy.
+/// rustls's own words (`invalid peer certificate: certificate not valid
+/// for name …`, `NotValidForName` before rustls 0.23.18) name the check,
+/// not the remedy.
 pub(super) fn hint(error: &str) -> Option<&'static str> {
-    if error.contains("NotValidForName") {
+    if error.contains("NotValidForName") || error.contains("not valid for name") {
         Some(
             "the certificate does not name this host in a subjectAltName (the subject CN is not read; \
              Samba's autogenerated certificate has only a CN): give the directory a certificate with a \
@@ -210,6 +256,9 @@ mod tests {
     fn refusals_of_a_name_or_issuer_say_what_to_do() {
         let name = hint("ldaps://dc1: invalid peer certificate: NotValidForName").unwrap();
         assert!(name.contains("tls_pin_sha256") && name.contains("subjectAltName"), "{name}");
+        let context = "invalid peer certificate: certificate not valid for name \"127.0.0.1\"; certificate is \
+                       not valid for any names (according to its subjectAltName extension)";
+        assert_eq!(hint(context), Some(name));
         assert!(hint("invalid peer certificate: UnknownIssuer").unwrap().contains("ca_file"));
         assert_eq!(hint("connection refused"), None);
     }

@@ -158,7 +158,7 @@ pub async fn recent(s: &HttpState, limit: usize, login: Option<&str>) -> Result<
     let mut out: Vec<AuditRecord> = raw
         .iter()
         .filter_map(|b| serde_json::from_slice::<AuditRecord>(b).ok())
-        .filter(|r| login.map_or(true, |l| r.login.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(l))))
+        .filter(|r| login.is_none_or(|l| r.login.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(l))))
         .collect();
     // The store returns oldest first.
     out.reverse();
