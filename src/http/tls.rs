@@ -11,9 +11,8 @@
 use std::sync::{Arc, RwLock};
 
 use tokio_rustls::rustls::crypto::CryptoProvider;
-use tokio_rustls::rustls::pki_types::{
-    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
-};
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::ServerConfig;
@@ -29,6 +28,8 @@ pub enum TlsError {
     NoCertificate(String),
     #[error("{0}: no private key in the file")]
     NoKey(String),
+    #[error("{path}: not PEM as expected: {source}")]
+    Pem { path: String, source: pem::Error },
     #[error("TLS settings refused: {0}")]
     Rustls(#[from] tokio_rustls::rustls::Error),
 }
@@ -86,27 +87,21 @@ fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<Certifie
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
     };
+    let bad_pem = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| TlsError::Pem { path, source }
+    };
     let cert_pem = read(&files.cert)?;
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .map_err(|source| TlsError::Read { path: files.cert.display().to_string(), source })?
-        .into_iter()
-        .map(CertificateDer::from)
-        .collect();
+    let certs =
+        CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<Vec<_>, _>>().map_err(bad_pem(&files.cert))?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate(files.cert.display().to_string()));
     }
     let key_pem = read(&files.key)?;
-    let mut reader = key_pem.as_slice();
-    let mut key = None;
-    while let Ok(Some(item)) = rustls_pemfile::read_one(&mut reader) {
-        key = match item {
-            rustls_pemfile::Item::PKCS8Key(k) => Some(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k))),
-            rustls_pemfile::Item::RSAKey(k) => Some(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(k))),
-            rustls_pemfile::Item::ECKey(k) => Some(PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(k))),
-            _ => continue,
-        };
-        break;
-    }
-    let key = key.ok_or_else(|| TlsError::NoKey(files.key.display().to_string()))?;
+    // The first key of any kind (PKCS#8, PKCS#1 RSA, SEC1 EC) in the file.
+    let key = match PrivateKeyDer::from_pem_slice(&key_pem) {
+        Err(pem::Error::NoItemsFound) => return Err(TlsError::NoKey(files.key.display().to_string())),
+        other => other.map_err(bad_pem(&files.key))?,
+    };
     Ok(CertifiedKey::from_der(certs, key, provider)?)
 }

@@ -13,8 +13,6 @@
 //! other certificate, whoever signed it, is accepted in its place. Without
 //! a pin, the refusal says what is wrong and what to do ([`hint`]).
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +20,7 @@ use std::time::Duration;
 use ldap3::LdapConnSettings;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
@@ -96,10 +95,11 @@ fn client_config(path: &Path) -> Result<rustls::ClientConfig, DirectoryError> {
     let fail = |why: String| {
         DirectoryError::Source(format!("CA file {}: {why}: check `directory.ldap.ca_file`", path.display()))
     };
-    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(file)).map_err(|e| fail(e.to_string()))?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| fail(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(certs.into_iter().map(CertificateDer::from));
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
         return Err(fail("no PEM certificate in it".into()));
     }
