@@ -64,7 +64,7 @@ fn user(i: usize) -> String {
 }
 
 fn random_rip(rng: &mut impl Rng) -> IpAddr {
-    IpAddr::from([127, rng.gen_range(1..=254), rng.gen_range(0..=255), rng.gen_range(1..=254)])
+    IpAddr::from([127, rng.random_range(1..=254), rng.random_range(0..=255), rng.random_range(1..=254)])
 }
 
 /// Runs `workers` tasks until the deadline; returns good operations per
@@ -153,12 +153,12 @@ async fn dovecot_logins(address: SocketAddr, workers: usize, wrong_every: Option
         let pool = pool.clone();
         async move {
             let mut client = DovecotClient::connect(address).await.expect("handshake");
-            let mut rng = StdRng::from_entropy();
+            let mut rng = StdRng::from_os_rng();
             let mut i = w * 7919;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 if let Some((_, how)) = wrong_every.filter(|(n, _)| i % n == 0) {
-                    let wrong = format!("Wrong-{}", rng.gen::<u32>());
+                    let wrong = format!("Wrong-{}", rng.random::<u32>());
                     wrong_attempt(address, how, &pool, user(i + 17), wrong, random_rip(&mut rng));
                     continue;
                 }
@@ -175,7 +175,7 @@ async fn unix_logins(path: PathBuf, workers: usize) -> f64 {
         let path = path.clone();
         async move {
             let mut client = DovecotClient::connect_unix(&path).await.expect("handshake");
-            let mut rng = StdRng::from_entropy();
+            let mut rng = StdRng::from_os_rng();
             let mut i = w * 7919;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
@@ -207,7 +207,7 @@ async fn prime(address: SocketAddr) {
     for w in 0..16 {
         tasks.push(tokio::spawn(async move {
             let mut client = DovecotClient::connect(address).await.expect("handshake");
-            let mut rng = StdRng::from_entropy();
+            let mut rng = StdRng::from_os_rng();
             for i in (w..USERS).step_by(16) {
                 let answer = client.plain(&user(i), GENERATED_PASSWORD, random_rip(&mut rng)).await;
                 assert!(matches!(answer, Ok(Answer::Ok { .. })), "{answer:?}");

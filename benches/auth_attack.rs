@@ -311,7 +311,7 @@ impl Flood {
                 let (answered, accepted) = (answered.clone(), accepted.clone());
                 tokio::spawn(async move {
                     let rip = attacker_address(c % ATTACKERS);
-                    let mut rng = StdRng::from_entropy();
+                    let mut rng = StdRng::from_os_rng();
                     let mut client = None;
                     loop {
                         if client.is_none() {
@@ -322,8 +322,8 @@ impl Flood {
                             }
                         }
                         let Some(c) = client.as_mut() else { continue };
-                        let login = user(attacked_from() + rng.gen_range(0..ATTACKED));
-                        let guess = format!("Guess-{:016x}", rng.gen::<u64>());
+                        let login = user(attacked_from() + rng.random_range(0..ATTACKED));
+                        let guess = format!("Guess-{:016x}", rng.random::<u64>());
                         match c.plain(&login, &guess, rip).await {
                             Ok(Answer::Fail { .. }) => {
                                 answered.fetch_add(1, Ordering::Relaxed);

@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use rand::RngCore;
+use rand::{RngCore, TryRngCore};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
@@ -109,7 +109,7 @@ impl CredentialCache {
         capacity: usize,
     ) -> Self {
         let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
+        rand::rngs::OsRng.unwrap_err().fill_bytes(&mut key);
         Self {
             key,
             ttl,

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::{header, HeaderMap};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
+use rand::{RngCore, TryRngCore};
 use sha2::Sha256;
 
 use crate::store::{Store, StoreError};
@@ -41,7 +41,7 @@ async fn signing_key(store: &Arc<dyn Store>) -> Result<&'static [u8; 32], StoreE
         return Ok(key);
     }
     let mut fresh = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut fresh);
+    rand::rngs::OsRng.unwrap_err().fill_bytes(&mut fresh);
     // The first instance to start writes it; everyone uses that one.
     store.set_if_absent(KEY, &fresh, None).await?;
     let stored = store.get(KEY).await?.unwrap_or_default();
@@ -66,7 +66,7 @@ fn now_secs() -> u64 {
 pub async fn issue(store: &Arc<dyn Store>) -> Result<String, StoreError> {
     let key = signing_key(store).await?;
     let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    rand::rngs::OsRng.unwrap_err().fill_bytes(&mut bytes);
     let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let expiry = now_secs() + LIFETIME.as_secs();
     Ok(format!("{expiry}.{nonce}.{}", mac(key, expiry, &nonce)))

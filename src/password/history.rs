@@ -16,7 +16,7 @@ pub fn store_key(login: &str) -> String {
 
 /// A new history entry for `password`.
 pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
 }
 

@@ -80,7 +80,7 @@ fn auth_failures_are_indistinguishable_by_bytes_and_time() {
         // other one through the slots (and its load).
         let mut order: Vec<(usize, usize)> =
             (0..trials).flat_map(|t| (0..CATEGORIES.len()).map(move |c| (t, c))).collect();
-        order.shuffle(&mut rand::thread_rng());
+        order.shuffle(&mut rand::rng());
         let mut tasks = Vec::new();
         for (t, c) in order {
             let slots = slots.clone();

@@ -73,7 +73,7 @@ pub fn is_supported(stored: &str) -> bool {
 /// A new `{ARGON2}` value (argon2id, library defaults), for
 /// `mailwarrant hash-password` and LDIF writes.
 pub fn hash(password: &[u8]) -> Result<String, argon2::password_hash::Error> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     Ok(format!("{{ARGON2}}{}", Argon2::default().hash_password(password, &salt)?))
 }
 

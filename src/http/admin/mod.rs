@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use base64::Engine;
-use rand::RngCore;
+use rand::{RngCore, TryRngCore};
 use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -347,7 +347,7 @@ async fn login(
         format!("token:{}", grant.name)
     };
     let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    rand::rngs::OsRng.unwrap_err().fill_bytes(&mut bytes);
     let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     if s.store.set(&session_key(&id), who.as_bytes(), Some(SESSION_LIFETIME)).await.is_err() {
         return unavailable(&s);

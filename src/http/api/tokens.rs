@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use hmac::{Hmac, Mac};
-use rand::RngCore;
+use rand::{RngCore, TryRngCore};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
@@ -68,7 +68,7 @@ pub struct TokenVerifier {
 impl TokenVerifier {
     pub fn new(entries: Vec<TokenEntry>) -> Self {
         let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
+        rand::rngs::OsRng.unwrap_err().fill_bytes(&mut key);
         Self {
             key,
             entries,
@@ -208,7 +208,7 @@ fn argon2_verify(token: &str, entries: &[TokenEntry]) -> Option<Arc<Grant>> {
 /// `mailwarrant new-token`.
 pub fn new_token(id: &str) -> (String, String) {
     let mut secret = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
+    rand::rngs::OsRng.unwrap_err().fill_bytes(&mut secret);
     use base64::Engine;
     let token = format!("{id}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
     let digest = Sha256::digest(token.as_bytes());

@@ -56,7 +56,7 @@ impl DovecotAuthServer {
     {
         let mut session = Session::new(self.temp_fail);
         let mut cookie = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut cookie);
+        rand::rng().fill_bytes(&mut cookie);
         let cuid = self.next_cuid.fetch_add(1, Ordering::Relaxed);
         let mut out = Vec::with_capacity(256);
         for reply in Session::handshake(self.spid, cuid, cookie) {
