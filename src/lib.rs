@@ -22,4 +22,5 @@ pub mod reminders;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -4,7 +4,9 @@
 //!
 //! Lives in the library (not `tests/`) so integration tests, benchmarks
 //! and `scripts/` helpers share one way of starting a part. Nothing here is
-//! used by `serve`.
+//! used by `serve`, so it is compiled only with the `testkit` feature,
+//! which tests and benches turn on through the crate's dev-dependency on
+//! itself: `cargo build` (the package, the fuzz targets) leaves it out.
 
 pub mod dovecot_client;
 pub mod exim;
