@@ -73,7 +73,7 @@ impl MilterListeners {
     pub async fn serve(self, service: PolicyService, shutdown: Shutdown) -> Result<(), ServeError> {
         let ctx = Context::new(service, &self.settings);
         accept::serve(self.bound, self.limits, shutdown, "milter", move |conn| {
-            let (stream, shutdown) = conn.timed();
+            let (stream, shutdown) = conn.ack_reads().timed();
             connection(stream, ctx.clone(), shutdown)
         })
         .await;
