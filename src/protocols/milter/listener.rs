@@ -6,6 +6,12 @@
 //! `Q`, EOF, the idle timeout, shutdown between messages, or any input the
 //! codec refuses (oversized or garbled frame): Postfix then applies its
 //! `milter_default_action` to that message only.
+//!
+//! Over TCP every read is acknowledged at once
+//! ([`Connection::ack_reads`](crate::protocols::accept::Connection::ack_reads)):
+//! the MTA writes the commands whose replies were waived back to back with
+//! Nagle on, and would otherwise hold end of message until our delayed ACK
+//! (~40 ms per message with Postfix).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,7 +79,7 @@ impl MilterListeners {
     pub async fn serve(self, service: PolicyService, shutdown: Shutdown) -> Result<(), ServeError> {
         let ctx = Context::new(service, &self.settings);
         accept::serve(self.bound, self.limits, shutdown, "milter", move |conn| {
-            let (stream, shutdown) = conn.timed();
+            let (stream, shutdown) = conn.ack_reads().timed();
             connection(stream, ctx.clone(), shutdown)
         })
         .await;
