@@ -2,17 +2,17 @@
 //! counts, a real Postfix in front, two instances on one redis-server,
 //! and redis-server stopped under load.
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
-use mailwarrant::testkit::postfix::Postfix;
 use mailwarrant::testkit::redis::RedisServer;
 use mailwarrant::testkit::slapd::Slapd;
 
+use crate::auth_postfix::postfix_for;
 use crate::auth_stack::{swaks_auth, Stack};
+use crate::password_slapd::set_default_policy;
 
 /// `pwdFailureTime` values slapd holds for a user.
 fn failures_in_directory(slapd: &Slapd, uid: &str) -> usize {
@@ -38,22 +38,6 @@ fn binds_at_slapd(slapd: &Slapd, uid: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn set_default_policy(slapd: &Slapd, changes: &[(&str, &str)]) {
-    let (admin, password) = slapd.admin();
-    let mut ldif = "dn: cn=default,ou=policies,dc=example,dc=com\nchangetype: modify\n".to_owned();
-    for (attribute, value) in changes {
-        ldif += &format!("replace: {attribute}\n{attribute}: {value}\n-\n");
-    }
-    let mut child = Command::new("/usr/bin/ldapmodify")
-        .args(["-x", "-H", &slapd.url(), "-D", admin, "-w", password])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("ldapmodify runs");
-    child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success(), "ldapmodify failed");
-}
-
 fn client(i: u32) -> IpAddr {
     IpAddr::from([127, 20 + (i / 250) as u8, (i % 250) as u8, 1])
 }
@@ -62,23 +46,21 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-/// Forty wrong passwords for one login at the same moment, on forty
-/// connections from forty addresses: exactly `per_login` reach slapd.
-#[test]
-fn concurrent_guesses_reach_slapd_exactly_per_login_times() {
-    let slapd = Slapd::start().unwrap();
-    let stack = Stack::start(&slapd.config_toml(), "[auth.throttle]\nper_login = 5\nper_client = 1000\n");
-    let address = SocketAddr::from(([127, 0, 0, 1], stack.dovecot_port));
-    let answers = runtime().block_on(async {
+/// One wrong password per connection, all sent at the same moment, the
+/// connections spread over `ports` in turn, each from its own address.
+fn guesses_at_once(ports: &[u16], login: &'static str, n: usize) -> Vec<Answer> {
+    runtime().block_on(async {
         let mut clients = Vec::new();
-        for _ in 0..40 {
-            clients.push(DovecotClient::connect(address).await.unwrap());
+        for i in 0..n {
+            clients.push(
+                DovecotClient::connect(SocketAddr::from(([127, 0, 0, 1], ports[i % ports.len()]))).await.unwrap(),
+            );
         }
         let tasks: Vec<_> = clients
             .into_iter()
             .enumerate()
             .map(|(i, mut c)| {
-                tokio::spawn(async move { c.plain("dave", &format!("Guess-{i}-Password"), client(i as u32)).await })
+                tokio::spawn(async move { c.plain(login, &format!("Guess-{i}-Password"), client(i as u32)).await })
             })
             .collect();
         let mut answers = Vec::new();
@@ -86,7 +68,16 @@ fn concurrent_guesses_reach_slapd_exactly_per_login_times() {
             answers.push(t.await.unwrap().unwrap());
         }
         answers
-    });
+    })
+}
+
+/// Forty wrong passwords for one login at the same moment, on forty
+/// connections from forty addresses: exactly `per_login` reach slapd.
+#[test]
+fn concurrent_guesses_reach_slapd_exactly_per_login_times() {
+    let slapd = Slapd::start().unwrap();
+    let stack = Stack::start(&slapd.config_toml(), "[auth.throttle]\nper_login = 5\nper_client = 1000\n");
+    let answers = guesses_at_once(&[stack.dovecot_port], "dave", 40);
     let refused = answers.iter().filter(|a| matches!(a, Answer::Fail { .. })).count();
     let try_later = answers.iter().filter(|a| matches!(a, Answer::Closed)).count();
     assert_eq!((refused, try_later), (5, 35), "{answers:?}");
@@ -102,7 +93,8 @@ fn concurrent_guesses_reach_slapd_exactly_per_login_times() {
 #[test]
 fn paced_guesses_never_lock_the_account_at_slapd() {
     let slapd = Slapd::start().unwrap();
-    set_default_policy(&slapd, &[("pwdMaxFailure", "4"), ("pwdFailureCountInterval", "3")]);
+    set_default_policy(&slapd, "pwdMaxFailure", "4");
+    set_default_policy(&slapd, "pwdFailureCountInterval", "3");
     let stack = Stack::start(
         &slapd.config_toml(),
         "[auth.throttle]\nwindow = \"3s\"\nper_login = 3\nper_login_client = 3\nper_client = 1000\n",
@@ -136,24 +128,7 @@ fn two_instances_on_one_redis_share_the_budgets() {
     let a = Stack::start_with_store(&slapd.config_toml(), &redis.store_toml("mw:"), throttle);
     let b = Stack::start_with_store(&slapd.config_toml(), &redis.store_toml("mw:"), throttle);
     let ports = [a.dovecot_port, b.dovecot_port];
-    let answers = runtime().block_on(async {
-        let mut clients = Vec::new();
-        for i in 0..20 {
-            clients.push(DovecotClient::connect(SocketAddr::from(([127, 0, 0, 1], ports[i % 2]))).await.unwrap());
-        }
-        let tasks: Vec<_> = clients
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut c)| {
-                tokio::spawn(async move { c.plain("bob", &format!("Guess-{i}-Password"), client(i as u32)).await })
-            })
-            .collect();
-        let mut answers = Vec::new();
-        for t in tasks {
-            answers.push(t.await.unwrap().unwrap());
-        }
-        answers
-    });
+    let answers = guesses_at_once(&ports, "bob", 20);
     let refused = answers.iter().filter(|a| matches!(a, Answer::Fail { .. })).count();
     assert_eq!(refused, 4, "{answers:?}");
     assert_eq!(failures_in_directory(&slapd, "bob"), 4);
@@ -173,16 +148,7 @@ fn two_instances_on_one_redis_share_the_budgets() {
 fn postfix_users_keep_working_during_an_attack() {
     let slapd = Slapd::start().unwrap();
     let stack = Stack::start(&slapd.config_toml(), "[auth.throttle]\nper_login = 4\nper_client = 1000\n");
-    let path = format!("inet:127.0.0.1:{}", stack.dovecot_port);
-    let postfix = Postfix::start(&[
-        ("smtpd_sasl_auth_enable", "yes"),
-        ("smtpd_sasl_type", "dovecot"),
-        ("smtpd_sasl_path", &path),
-        ("smtpd_tls_auth_only", "no"),
-        ("smtpd_relay_restrictions", "permit_sasl_authenticated, reject"),
-        ("mynetworks", "127.0.0.255/32"),
-    ])
-    .unwrap();
+    let postfix = postfix_for(&stack);
     let (ok, t) = swaks_auth(&postfix, "PLAIN", "alice", "Alice-Demo-2026!");
     assert!(ok && t.contains("235 2.7.0"), "{t}");
     let address = SocketAddr::from(([127, 0, 0, 1], stack.dovecot_port));

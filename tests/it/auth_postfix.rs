@@ -8,7 +8,7 @@ use mailwarrant::testkit::slapd::Slapd;
 
 use crate::auth_stack::{swaks_auth, Stack};
 
-fn postfix_for(stack: &Stack) -> Postfix {
+pub fn postfix_for(stack: &Stack) -> Postfix {
     let path = format!("inet:127.0.0.1:{}", stack.dovecot_port);
     Postfix::start(&[
         ("smtpd_sasl_auth_enable", "yes"),

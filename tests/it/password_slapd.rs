@@ -91,7 +91,7 @@ impl Site {
 }
 
 /// Changes an attribute of the default ppolicy entry as the rootdn.
-fn set_default_policy(slapd: &Slapd, attribute: &str, value: &str) {
+pub fn set_default_policy(slapd: &Slapd, attribute: &str, value: &str) {
     let ldif = format!(
         "dn: cn=default,ou=policies,dc=example,dc=com\nchangetype: modify\nreplace: {attribute}\n{attribute}: {value}\n"
     );
