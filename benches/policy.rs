@@ -1,4 +1,4 @@
-//! Policy delegation load benchmark (issue 4, RELIABILITY L2).
+//! Policy delegation load benchmark (docs/testing.md L2).
 //!
 //! A Rust load client speaks the Postfix policy protocol with realistic
 //! traffic: per message, one RCPT request per recipient then one

@@ -244,7 +244,7 @@ async fn each_account_state_gets_its_reason() {
 /// Whatever is refused without its password being checked (an unknown
 /// login, a disabled or locked account) costs what a check would, so that
 /// under load past the delay floor it does not answer sooner than a wrong
-/// password (RELIABILITY S3).
+/// password (docs/testing.md S3).
 #[tokio::test]
 async fn passwords_refused_unchecked_cost_what_a_check_costs() {
     let f = fixture(|_| {});

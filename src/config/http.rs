@@ -2,7 +2,7 @@
 //! admin pages extend this section).
 //!
 //! Links are built from `public_base_url` only, never from the `Host` or
-//! `X-Forwarded-Host` headers (host-header injection, RELIABILITY T21).
+//! `X-Forwarded-Host` headers (host-header injection, docs/threat-model.md T21).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -119,7 +119,7 @@ pub struct TlsFiles {
 }
 
 /// Browsers and API clients: a request head within 10 s (slowloris,
-/// RELIABILITY T24), keep-alive for a minute, and no client holding more
+/// docs/threat-model.md T24), keep-alive for a minute, and no client holding more
 /// than a handful of the connections.
 pub const HTTP_DEFAULTS: ListenerDefaults = ListenerDefaults {
     fd_name: "http",

@@ -232,7 +232,7 @@ pub trait Directory: Send + Sync + 'static {
 
     /// Spends what checking a password would cost on one that is refused
     /// unchecked: an unknown login, a disabled or locked account
-    /// (RELIABILITY S3, T4). Where mailwarrant itself verifies hashes
+    /// (docs/testing.md S3, T4). Where mailwarrant itself verifies hashes
     /// (LDIF), these must not answer faster than a wrong password once
     /// the failure-delay floor is exceeded by load. Over LDAP the hash is
     /// the directory's work and this does nothing.

@@ -1,6 +1,6 @@
 //! CSRF protection for the HTML forms (the password page, the admin
 //! sign-in): a signed double-submit token that is also a one-time nonce
-//! (RELIABILITY T20, W1, W2).
+//! (docs/threat-model.md T20, W1, W2).
 //!
 //! Rendering a form stores nothing: the token is `expiry.nonce.mac`, an
 //! HMAC-SHA256 under one key per deployment (drawn once, kept in the

@@ -426,7 +426,7 @@ fn attempt_key(kind: &str, who: &str) -> String {
 }
 
 /// The confirmation text. The link comes from `public_base_url`, never
-/// from a request header (RELIABILITY T21).
+/// from a request header (docs/threat-model.md T21).
 pub fn confirmation_body(name: &str, login: &str, at: OffsetDateTime, base_url: &str) -> String {
     format!(
         "Hello {name},\n\nthe mail password of the account {login} was changed on {} UTC.\n\n\

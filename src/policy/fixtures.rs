@@ -1,4 +1,4 @@
-//! The demo cast and the demo profiles of DESIGN.md, as plain values for
+//! The demo cast and the demo profiles of docs/design.md, as plain values for
 //! unit tests.
 
 use std::sync::Arc;
@@ -52,7 +52,7 @@ pub fn limit(name: &str, per: LimitSubject, count: Counted, n: u64, secs: u64) -
     RateLimit { name: name.into(), per, count, limit: n, window: Duration::from_secs(secs) }
 }
 
-/// DESIGN.md: interns may not send to external domains nor to lists, nor
+/// docs/design.md: interns may not send to external domains nor to lists, nor
 /// attachments; sales may send to lists; the default allows example.com
 /// senders, 100 recipients, 500 messages a day.
 pub fn demo_set() -> PolicySet {

@@ -201,7 +201,7 @@ mod model {
     }
 }
 
-/// RELIABILITY C5: across the 23-hour and the 25-hour day in Berlin, 1,000
+/// docs/testing.md C5: across the 23-hour and the 25-hour day in Berlin, 1,000
 /// messages spread over three local days are counted per local day: the
 /// limit resets exactly once at each local midnight, never in between
 /// (not at 00:00 UTC, not twice on the long day).

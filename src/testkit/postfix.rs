@@ -4,7 +4,7 @@
 //! `postfix -c DIR start-fg` with its own config, queue and data folders
 //! (mode 755: Postfix's daemons drop to the `postfix` user), one smtpd on
 //! a free port, and `smtp-sink` as the relay host that accepts whatever
-//! Postfix delivers. Traps from `REAL-PARTS.md`: set both `maillog_file`
+//! Postfix delivers. Traps (docs/testing.md, "Real parts"): set both `maillog_file`
 //! and `maillog_file_prefixes` (no syslog here), and stop with
 //! `postfix stop` so smtpd children do not keep the port.
 

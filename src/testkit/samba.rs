@@ -1,6 +1,6 @@
 //! A throwaway Samba Active Directory domain controller for the AD tests:
 //! provisioned into a temp folder (`samba-tool domain provision`), started
-//! in the foreground (`samba -i`), seeded with the cast of DESIGN.md (AD
+//! in the foreground (`samba -i`), seeded with the demo cast of docs/design.md (AD
 //! groups nested), once per test process.
 //!
 //! Why one per process: Samba's ports are fixed (LDAP 389, LDAPS 636 on
@@ -42,7 +42,7 @@ pub const ADMIN_UPN: &str = "Administrator@corp.example.com";
 pub const ADMIN_PASSWORD: &str = "Admin-Demo-2026!";
 pub const SERVICE_DN: &str = "CN=mailwarrant,OU=services,DC=corp,DC=example,DC=com";
 pub const SERVICE_PASSWORD: &str = "Mailwarrant-Demo-2026!";
-/// The domain's lockout threshold (RELIABILITY S4: 10 on the test DC).
+/// The domain's lockout threshold (docs/testing.md S4: 10 on the test DC).
 pub const LOCKOUT_THRESHOLD: u32 = 10;
 /// Samba's fixed ports.
 pub const LDAP_PORT: u16 = 389;
@@ -79,7 +79,7 @@ pub struct SeedUser {
     pub state: SeedState,
 }
 
-/// The cast of DESIGN.md (alice … heidi), plus users that tests which
+/// The demo cast of docs/design.md (alice … heidi), plus users that tests which
 /// write own: ivan, judy, kim, mona, olga, pete, quinn, ruth (password
 /// changes), lars, victor and wendy (failure counts).
 pub const USERS: &[SeedUser] = &[

@@ -1,5 +1,5 @@
 //! A throwaway OpenLDAP server for tests and benchmarks, built by
-//! `scripts/slapd/start.sh` from `schemas/ldap/` (the cast of DESIGN.md,
+//! `scripts/slapd/start.sh` from `schemas/ldap/` (the demo cast of docs/design.md,
 //! plus generated users on request) on a free loopback port.
 //!
 //! slapd runs with `-d stats` (except for benchmarks), so every operation
@@ -183,7 +183,7 @@ impl Drop for Slapd {
     }
 }
 
-/// A new folder under the temp dir, mode 755 (see REAL-PARTS.md).
+/// A new folder under the temp dir, mode 755 (see docs/testing.md, "Real parts").
 fn fresh_dir() -> Result<PathBuf, String> {
     static COUNT: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());

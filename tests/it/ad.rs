@@ -1,6 +1,6 @@
 //! The Active Directory flavour against a real Samba AD DC
 //! (testkit::samba: provisioned once per test process, seeded with the
-//! cast of DESIGN.md in nested AD groups, over LDAPS with a verified
+//! demo cast of docs/design.md in nested AD groups, over LDAPS with a verified
 //! certificate). Tests that write use users of their own (ivan, judy, kim).
 
 use mailwarrant::config::directory::GroupMembership;

@@ -107,7 +107,7 @@ fn ad_logins_and_refusals_over_the_dovecot_auth_protocol() {
     });
 }
 
-/// RELIABILITY S4 (b, c) on AD: a client retrying a stale password costs
+/// docs/testing.md S4 (b, c) on AD: a client retrying a stale password costs
 /// the directory one failure (`badPwdCount` + 1, never + 2), so it cannot
 /// lock the user out at the DC.
 #[tokio::test]
@@ -129,7 +129,7 @@ async fn ad_a_stale_password_counts_once_in_bad_pwd_count() {
     assert_eq!(right.kind, DecisionKind::Accepted, "the user is not locked out: {:?}", right.reason);
 }
 
-/// RELIABILITY S4 (a) on AD: 1,000 wrong passwords for one victim from 50
+/// docs/testing.md S4 (a) on AD: 1,000 wrong passwords for one victim from 50
 /// client addresses. mailwarrant's per-login throttle (default 8 per
 /// window) stays below the domain's `lockoutThreshold` (10), so the DC
 /// counts at most 8 failures and never locks the account: the victim can

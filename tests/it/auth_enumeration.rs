@@ -1,4 +1,4 @@
-//! RELIABILITY S3 (user enumeration): unknown user, wrong password, locked,
+//! docs/testing.md S3 (user enumeration): unknown user, wrong password, locked,
 //! disabled and expired accounts (each with a wrong password) must read the
 //! same on the wire and take the same time, with the failure-delay floor
 //! on. Trials run interleaved and concurrently (the delay holds no
@@ -6,7 +6,7 @@
 //! are compared with a two-sample Kolmogorov–Smirnov test.
 //!
 //! `MAILWARRANT_S3_TRIALS` sets the trials per category (default 300; the
-//! long run of RELIABILITY.md uses 1,000 or 10,000).
+//! a long run uses 1,000 or 10,000).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

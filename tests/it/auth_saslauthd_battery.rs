@@ -1,4 +1,4 @@
-//! RELIABILITY S4 for the saslauthd socket: a battery of bad input sent to
+//! docs/testing.md S4 for the saslauthd socket: a battery of bad input sent to
 //! a real `mailwarrant serve` process, beside good requests, and the
 //! process's memory afterwards. Every bad request gets `NO` or a close,
 //! never a hang or a crash, and repeating the battery does not grow the

@@ -1,5 +1,5 @@
 //! The OpenLDAP backend against a real slapd (testkit::slapd, seeded from
-//! schemas/ldap/ with the cast of DESIGN.md).
+//! schemas/ldap/ with the demo cast of docs/design.md).
 //!
 //! Read-only tests share one slapd (kept alive while any of them runs);
 //! tests that stop or reconfigure the server start their own.
@@ -336,7 +336,7 @@ async fn an_outage_is_an_error_not_a_rejection_and_the_pool_recovers() {
 
 #[tokio::test]
 async fn a_hung_directory_times_out() {
-    // Accepts TCP and never answers (RELIABILITY T13).
+    // Accepts TCP and never answers (docs/threat-model.md T13).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let slapd = shared_slapd();
@@ -359,7 +359,7 @@ async fn a_hung_directory_times_out() {
 
 #[tokio::test]
 async fn a_failed_starttls_is_fatal_and_no_password_is_sent() {
-    // This slapd has no certificate, so it refuses StartTLS (RELIABILITY T14).
+    // This slapd has no certificate, so it refuses StartTLS (docs/threat-model.md T14).
     let slapd = Slapd::start().expect("slapd starts");
     let bob = user(&directory(&slapd), "bob").await;
     let mut settings = slapd.ldap_settings();

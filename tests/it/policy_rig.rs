@@ -13,7 +13,7 @@ use mailwarrant::testkit::postfix::Postfix;
 use mailwarrant::testkit::slapd::Slapd;
 use mailwarrant::testkit::{free_port, require_package, wait_for_port, ChildGuard};
 
-/// The demo cast and their demo passwords (DESIGN.md).
+/// The demo cast and their demo passwords (docs/design.md).
 const CAST: &[(&str, &str)] = &[
     ("alice", "Alice-Demo-2026!"),
     ("bob", "Bob-Demo-2026!"),

@@ -11,7 +11,7 @@
 //! Bound as the user, with the old password in the request, so the
 //! directory's own ppolicy (history, minimum length and age, quality
 //! module) applies and an over-privileged service account is never needed
-//! (RELIABILITY T22). Expired passwords: a ppolicy grace login is a
+//! (docs/threat-model.md T22). Expired passwords: a ppolicy grace login is a
 //! successful bind, so the change just works; once no grace login is left
 //! the bind fails with `passwordExpired` (which ppolicy only says for a
 //! *right* password), and with `password.expired_change =

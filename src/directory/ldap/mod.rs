@@ -192,7 +192,7 @@ impl LdapDirectory {
 }
 
 /// A login worth asking the directory about. Control characters (NUL
-/// above all) and absurd lengths match nobody (RELIABILITY T2).
+/// above all) and absurd lengths match nobody (docs/threat-model.md T2).
 pub fn acceptable_login(login: &str) -> bool {
     !login.is_empty() && login.len() <= MAX_LOGIN_BYTES && !login.chars().any(char::is_control)
 }

@@ -3,7 +3,7 @@
 //!
 //! Why two: a bind changes who a connection is and must be alone on it
 //! (RFC 4511 §4.2.1), so user binds never share the search connections,
-//! and a slow bind never holds up a search (RELIABILITY T13).
+//! and a slow bind never holds up a search (docs/threat-model.md T13).
 //!
 //! Rules kept here:
 //! - every operation has a deadline (`operation_timeout`); a connection

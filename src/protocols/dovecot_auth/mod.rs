@@ -3,8 +3,7 @@
 //!
 //! Spec: Dovecot `docs/developers/design/auth_protocol.md` (v1.3), checked
 //! against Postfix `xsasl_dovecot_server.c`, Exim `auths/dovecot.c` and a
-//! capture of Postfix talking to Dovecot 2.3
-//! (`reference/dovecot-auth-postfix-transcript.txt`). A session:
+//! capture of Postfix 3.7 talking to Dovecot 2.3. A session:
 //!
 //! ```text
 //! C> VERSION\t1\t0
