@@ -21,7 +21,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use std::time::{Duration, Instant};
 use ldap3::LdapConnAsync;
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
 use mailwarrant::testkit::slapd::{Slapd, GENERATED_PASSWORD};
-use mailwarrant::testkit::{free_port, wait_for_port, ChildGuard};
+use mailwarrant::testkit::{free_port, spawn_serve, wait_for_port, ChildGuard};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -240,16 +239,7 @@ fn start_server(slapd: &Slapd, cache_ttl: &str) -> Server {
     );
     let file = dir.path().join("bench.toml");
     std::fs::write(&file, config).unwrap();
-    let process = ChildGuard::spawn(
-        "mailwarrant",
-        Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
-            .args(["serve", "--config"])
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .unwrap();
+    let process = spawn_serve(Path::new(env!("CARGO_BIN_EXE_mailwarrant")), &file, None).unwrap();
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for_port(address, Duration::from_secs(30)).expect("mailwarrant listens");
     Server { _dir: dir, process, address, socket }

@@ -38,14 +38,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use mailwarrant::testkit::dovecot_client::{Answer, DovecotClient};
 use mailwarrant::testkit::postfix::Postfix;
 use mailwarrant::testkit::slapd::{Slapd, GENERATED_PASSWORD};
-use mailwarrant::testkit::{free_port, wait_for_port, ChildGuard};
+use mailwarrant::testkit::{free_port, spawn_serve, wait_for_port, ChildGuard};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -166,16 +165,7 @@ fn start_server(slapd: &Slapd, null_runtime: &tokio::runtime::Runtime) -> Server
     std::fs::write(&file, config).unwrap();
     let binary = std::env::var("E2E_MAILWARRANT").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mailwarrant").to_owned());
     let log = std::fs::File::create(dir.path().join("mailwarrant.log")).unwrap();
-    let process = ChildGuard::spawn(
-        "mailwarrant",
-        Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log),
-    )
-    .unwrap();
+    let process = spawn_serve(Path::new(&binary), &file, Some(log)).unwrap();
     for port in [auth, policy, milter] {
         wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30)).expect("mailwarrant listens");
     }

@@ -93,20 +93,21 @@ impl Throttle {
     /// all or none.
     pub async fn reserve(&self, login_key: &str, client: Option<IpAddr>) -> Result<Budget, StoreError> {
         let increments = self.increments(login_key, client);
-        let outcome = match self.store.incr_within(None, &increments).await {
+        let (outcome, local_only) = match self.store.incr_within(None, &increments).await {
             Ok(outcome) => {
                 if matches!(outcome, ChargeOutcome::Charged(_)) {
+                    // The mirror the outage falls back on: what the store
+                    // took, without its limits.
                     self.local.incr_within(&unlimited(&increments));
                 }
-                outcome
+                (outcome, false)
             }
             Err(e) => {
                 self.outage(&e)?;
-                let outcome = self.local.incr_within(&increments);
-                return Ok(budget(outcome, &increments, client.is_some(), true));
+                (self.local.incr_within(&increments), true)
             }
         };
-        Ok(budget(outcome, &increments, client.is_some(), false))
+        Ok(budget(outcome, increments, client.is_some(), local_only))
     }
 
     /// Hands a reservation back: the password was right (or never
@@ -209,10 +210,10 @@ fn unlimited(increments: &[Increment]) -> Vec<Increment> {
     increments.iter().map(|i| Increment { limit: i64::MAX, ..i.clone() }).collect()
 }
 
-fn budget(outcome: ChargeOutcome, increments: &[Increment], has_client: bool, local_only: bool) -> Budget {
+fn budget(outcome: ChargeOutcome, increments: Vec<Increment>, has_client: bool, local_only: bool) -> Budget {
     match outcome {
         ChargeOutcome::Charged(_) | ChargeOutcome::AlreadyCharged => {
-            Budget::Reserved(Reservation { keys: increments.iter().map(|i| i.key.clone()).collect(), local_only })
+            Budget::Reserved(Reservation { keys: increments.into_iter().map(|i| i.key).collect(), local_only })
         }
         ChargeOutcome::Refused { index, .. } => Budget::Spent(match (has_client, index) {
             (true, 0) => Limit::LoginFromClient,

@@ -256,16 +256,8 @@ pub fn group_id(name: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
-    const D: ListenerDefaults = ListenerDefaults {
-        fd_name: "policy",
-        client: Some("Postfix"),
-        listen: &["127.0.0.1:10040"],
-        tcp: true,
-        max_connections: 1024,
-        max_connections_per_client: 0,
-        handshake_timeout: Duration::from_secs(30),
-        idle_timeout: Duration::from_secs(330),
-    };
+    /// The policy listener's defaults: a TCP listener with a long idle timeout.
+    const D: ListenerDefaults = super::super::policy::POLICY_DEFAULTS;
 
     fn check(raw: RawListener) -> (Option<ListenerSettings>, Problems) {
         let mut p = Problems::default();

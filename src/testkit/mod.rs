@@ -101,6 +101,22 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Runs `binary serve --config config` with warnings only, its log to
+/// `log` (or nowhere), for benchmarks that measure the release binary as
+/// a process of its own (its RSS and CPU are then its own).
+pub fn spawn_serve(binary: &Path, config: &Path, log: Option<std::fs::File>) -> Result<ChildGuard, String> {
+    let stderr = log.map_or_else(std::process::Stdio::null, std::process::Stdio::from);
+    ChildGuard::spawn(
+        "mailwarrant",
+        Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr),
+    )
+}
+
 /// Fails with the set-up command when a program outside the test list is
 /// missing (Exim, unpacked by its own script; the benchmarks' extra
 /// tools), so a test never silently skips. Parts on the list use

@@ -79,15 +79,6 @@ impl DemoStack {
 
     /// Runs the CLI against the served config.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-        )
+        crate::policy_rig::cli_at(&self.config, args)
     }
 }

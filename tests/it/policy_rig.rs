@@ -195,17 +195,15 @@ impl Rig {
 
     /// Runs the CLI against the rig's config.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_mailwarrant"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
+        cli_at(&self.config, args)
     }
+}
+
+/// Runs the built CLI with `--config config`: whether it succeeded, and
+/// what it printed (stdout, then stderr).
+pub fn cli_at(config: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailwarrant")).args(args).arg("--config").arg(config).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
 fn config_text(directory: &str, port: u16, auth_listen: &str, default_extra: &str) -> String {
